@@ -1,0 +1,1 @@
+"""HOPE: the reusable package behind the HOPE annotation server."""
