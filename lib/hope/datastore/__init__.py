@@ -1,0 +1,1 @@
+"""Datastores: where HOPE reads images and writes labels."""

@@ -1,0 +1,333 @@
+"""HOPE's datastore on a DICOMweb store (Orthanc): images are series, final labels are DICOM SEG.
+
+What it does beyond MONAI Label's stock ``DICOMWebDatastore``:
+
+* lists every image modality configured (CT, MR, CR, DX by default), never SEG, SR or other non-images;
+* caches listings for seconds, not hours, and drops the cache after its own writes;
+* answers an unknown series with 404 and a non-image series with 422, with the reason;
+* writes SEG in-process with highdicom after checking the label lies on the image grid (422 otherwise), so
+  nothing half-written reaches the store; no dcmqi binary is downloaded or run;
+* reads SEGs back with highdicom onto the image grid, the newest SEG per series being the final label.
+
+The local folder is a cache (MONAI Label's ``LocalDatastore``); the store is the source of truth.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import requests
+import SimpleITK as sitk
+from cachetools import TTLCache
+from dicomweb_client import DICOMwebClient
+from monailabel.datastore.local import LocalDatastore
+from monailabel.datastore.utils.convert import binary_to_image
+from monailabel.interfaces.datastore import DefaultLabelTag
+from pydicom.dataset import Dataset
+
+from hope.config import DatastoreSettings
+from hope.dicom.seg import label_to_seg, seg_referenced_series_uid, seg_to_label
+from hope.dicom.volume import grid_mismatch, label_like, read_datasets, read_series, write_volume
+from hope.errors import InvalidInputError, NotFoundError, StoreError
+
+logger = logging.getLogger(__name__)
+
+_SERIES_FIELDS = ("Modality", "SeriesDate", "SeriesTime", "SeriesNumber", "SeriesDescription", "StudyInstanceUID")
+
+
+@dataclass(frozen=True)
+class SeriesRecord:
+    """One series as listed by QIDO-RS."""
+
+    uid: str
+    study_uid: str
+    modality: str
+    date: str
+    time: str
+
+    @classmethod
+    def from_qido(cls, item: Mapping[str, Any]) -> SeriesRecord:
+        """Parse one QIDO-RS JSON result."""
+        ds = Dataset.from_json(dict(item))
+        return cls(
+            uid=str(ds.get("SeriesInstanceUID", "")),
+            study_uid=str(ds.get("StudyInstanceUID", "")),
+            modality=str(ds.get("Modality", "")).upper(),
+            date=str(ds.get("SeriesDate", "") or ""),
+            time=str(ds.get("SeriesTime", "") or ""),
+        )
+
+    @property
+    def recency(self) -> tuple[str, str, str]:
+        """Sort key: later series date and time first, UID to break ties."""
+        return (self.date, self.time, self.uid)
+
+
+class OrthancDatastore(LocalDatastore):
+    """A MONAI Label datastore backed by a DICOMweb store, with a local cache folder."""
+
+    def __init__(
+        self,
+        client: DICOMwebClient,
+        settings: DatastoreSettings,
+        label_map: Mapping[str, int],
+        cache_path: Path,
+    ) -> None:
+        self._client = client
+        self._settings = settings
+        self._label_map = dict(label_map)
+        self._listing: TTLCache = TTLCache(maxsize=4, ttl=settings.list_cache_seconds)
+        self._listing_lock = threading.Lock()
+        self._seg_refs: dict[str, str] = {}
+        self.skipped_labels: dict[str, str] = {}
+        super().__init__(datastore_path=str(cache_path), auto_reload=False)
+
+    # ----------------------------------------------------------------------------------------------- listing
+    def name(self) -> str:
+        """The store's DICOMweb URL."""
+        return str(self._client.base_url)
+
+    def invalidate(self) -> None:
+        """Forget cached listings, so the next call asks the store."""
+        with self._listing_lock:
+            self._listing.clear()
+
+    def _all_series(self) -> list[SeriesRecord]:
+        with self._listing_lock:
+            cached = self._listing.get("series")
+        if cached is not None:
+            return cached
+        try:
+            found = self._client.search_for_series(fields=list(_SERIES_FIELDS), get_remaining=True)
+        except requests.RequestException as exc:
+            raise StoreError(f"cannot list series in the DICOM store {self.name()}: {exc}") from exc
+        records = [SeriesRecord.from_qido(item) for item in found]
+        with self._listing_lock:
+            self._listing["series"] = records
+        return records
+
+    def list_images(self) -> list[str]:
+        """SeriesInstanceUIDs of every image series of a configured modality."""
+        allowed = set(self._settings.modalities)
+        return [s.uid for s in self._all_series() if s.modality in allowed]
+
+    def _referenced_series(self, seg: SeriesRecord) -> str | None:
+        if seg.uid not in self._seg_refs:
+            meta = self._client.retrieve_series_metadata(seg.study_uid, seg.uid)
+            try:
+                self._seg_refs[seg.uid] = seg_referenced_series_uid(Dataset.from_json(meta[0]))
+            except ValueError as exc:
+                self.skipped_labels[seg.uid] = str(exc)
+                logger.warning(f"SEG {seg.uid} ignored: {exc}")
+                return None
+        return self._seg_refs[seg.uid]
+
+    def final_labels(self) -> dict[str, SeriesRecord]:
+        """The newest SEG series of each listed image series, keyed by the image's SeriesInstanceUID."""
+        images = set(self.list_images())
+        latest: dict[str, SeriesRecord] = {}
+        for seg in (s for s in self._all_series() if s.modality == "SEG"):
+            ref = self._referenced_series(seg)
+            if ref in images and (ref not in latest or seg.recency > latest[ref].recency):
+                latest[ref] = seg
+        return latest
+
+    def get_labeled_images(self, label_tag: str | None = None, labels: list[str] | None = None) -> list[str]:
+        """Image series that have a final label (a SEG) in the store."""
+        return list(self.final_labels())
+
+    def get_unlabeled_images(self, label_tag: str | None = None, labels: list[str] | None = None) -> list[str]:
+        """Image series without a final label."""
+        labelled = set(self.final_labels())
+        return [uid for uid in self.list_images() if uid not in labelled]
+
+    def status(self) -> dict[str, Any]:
+        """Counts from the store itself, not from the cache."""
+        images = self.list_images()
+        labelled = self.final_labels()
+        return {
+            "total": len(images),
+            "completed": len(labelled),
+            "label_tags": {DefaultLabelTag.FINAL.value: len(labelled)},
+            "skipped_labels": dict(self.skipped_labels),
+        }
+
+    def json(self) -> dict[str, Any]:
+        """Every listed image series with its modality and, when labelled, its final SEG (from the store)."""
+        records = {s.uid: s for s in self._all_series()}
+        finals = self.final_labels()
+        objects = {}
+        for uid in self.list_images():
+            rec = records[uid]
+            labels = {DefaultLabelTag.FINAL.value: {"info": {"seg_series_uid": finals[uid].uid}}} if uid in finals else {}
+            info = {"Modality": rec.modality, "StudyInstanceUID": rec.study_uid, "SeriesDate": rec.date}
+            objects[uid] = {"image": {"info": info}, "labels": labels}
+        return {"name": self.name(), "objects": objects}
+
+    # ------------------------------------------------------------------------------------------------ images
+    def _series(self, series_uid: str) -> SeriesRecord:
+        for record in self._all_series():
+            if record.uid == series_uid:
+                return record
+        try:
+            found = self._client.search_for_series(search_filters={"SeriesInstanceUID": series_uid})
+        except requests.RequestException as exc:
+            raise StoreError(f"cannot look up series {series_uid} in the DICOM store: {exc}") from exc
+        if not found:
+            raise NotFoundError(f"series {series_uid} is not in the DICOM store {self.name()}")
+        self.invalidate()
+        return SeriesRecord.from_qido(found[0])
+
+    def _image_series(self, series_uid: str) -> SeriesRecord:
+        record = self._series(series_uid)
+        if record.modality not in self._settings.modalities:
+            raise InvalidInputError(
+                f"series {series_uid} has modality {record.modality or 'unknown'}, not an image modality HOPE "
+                f"annotates ({', '.join(self._settings.modalities)}); pick the image series it refers to"
+            )
+        return record
+
+    def _series_dir(self, series_uid: str) -> Path:
+        return Path(self._datastore.image_path()) / series_uid
+
+    def _download(self, record: SeriesRecord, dest: Path) -> None:
+        """Fetch a series with WADO-RS into ``dest``, atomically (a partial download never lands)."""
+        if dest.is_dir() and any(dest.iterdir()):
+            return
+        try:
+            datasets = self._client.retrieve_series(
+                record.study_uid, record.uid, media_types=(("application/dicom", "*"),)
+            )
+        except requests.RequestException as exc:
+            raise StoreError(f"cannot retrieve series {record.uid} from the DICOM store: {exc}") from exc
+        tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}."))
+        for i, ds in enumerate(datasets):
+            ds.save_as(tmp / f"{i:05d}.dcm", write_like_original=False)
+        try:
+            tmp.rename(dest)
+        except OSError:
+            shutil.rmtree(tmp, ignore_errors=True)
+            if not dest.is_dir():
+                raise
+
+    def get_image_uri(self, image_id: str) -> str:
+        """Local NIfTI of the series, fetched and converted on first use."""
+        nifti = Path(self._datastore.image_path()) / f"{image_id}.nii.gz"
+        if nifti.exists() and image_id in self._datastore.objects:
+            return str(nifti)
+        record = self._image_series(image_id)
+        series_dir = self._series_dir(image_id)
+        self._download(record, series_dir)
+        with tempfile.TemporaryDirectory() as tmp:
+            converted = write_volume(read_series(series_dir), Path(tmp) / f"{image_id}.nii.gz")
+            info = {"SeriesInstanceUID": image_id, "StudyInstanceUID": record.study_uid, "Modality": record.modality}
+            self.add_image(image_id, str(converted), info)
+        return str(nifti)
+
+    # ------------------------------------------------------------------------------------------------ labels
+    def _read_label(self, image_uri: str, label_filename: str) -> sitk.Image:
+        if label_filename.endswith(".bin"):
+            label_filename = binary_to_image(image_uri, label_filename)
+        try:
+            return sitk.ReadImage(label_filename)
+        except RuntimeError as exc:
+            raise InvalidInputError(f"cannot read the label file ({exc}); send NIfTI, NRRD or OHIF .bin") from exc
+
+    def _validated_label(self, image_id: str, label_filename: str) -> tuple[sitk.Image, np.ndarray]:
+        image_uri = self.get_image_uri(image_id)
+        label = self._read_label(image_uri, label_filename)
+        reason = grid_mismatch(sitk.ReadImage(image_uri), label)
+        if reason:
+            raise InvalidInputError(f"label does not lie on the grid of series {image_id}: {reason}")
+        array = sitk.GetArrayFromImage(label)
+        unknown = sorted(set(np.unique(array).tolist()) - {0, *self._label_map.values()})
+        if unknown:
+            raise InvalidInputError(
+                f"label values {unknown} are not defined; known labels are {self._label_map}"
+            )
+        return label, array.astype(np.uint8)
+
+    def save_label(
+        self, image_id: str, label_filename: str, label_tag: str, label_info: dict[str, Any]
+    ) -> str:
+        """Validate the label, then (for tag ``final``) store it as DICOM SEG before caching it locally."""
+        label, array = self._validated_label(image_id, label_filename)
+        info = dict(label_info or {})
+        if label_tag == DefaultLabelTag.FINAL:
+            info.update(self._store_seg(image_id, array, info))
+        with tempfile.TemporaryDirectory() as tmp:
+            cached = write_volume(label, Path(tmp) / f"{image_id}.nii.gz")
+            return super().save_label(image_id, str(cached), label_tag, info)
+
+    def _store_seg(self, image_id: str, array: np.ndarray, info: Mapping[str, Any]) -> dict[str, str]:
+        if not array.any():
+            raise InvalidInputError(f"the label for series {image_id} is empty; draw at least one structure")
+        sources = read_datasets(self._series_dir(image_id))
+        seg = label_to_seg(
+            array,
+            sources,
+            self._label_map,
+            series_description=str(info.get("description", "HOPE final label")),
+            content_creator=str(info["user"]) if info.get("user") else None,
+        )
+        now = datetime.now()
+        seg.SeriesDate = now.strftime("%Y%m%d")
+        seg.SeriesTime = now.strftime("%H%M%S.%f")
+        try:
+            response = self._client.store_instances([seg])
+        except requests.RequestException as exc:
+            raise StoreError(f"the DICOM store refused the SEG for series {image_id}: {exc}") from exc
+        failed = response.get("FailedSOPSequence") if response is not None else None
+        if failed:
+            raise StoreError(f"the DICOM store refused the SEG for series {image_id}: {failed}")
+        self._seg_refs[str(seg.SeriesInstanceUID)] = image_id
+        self.invalidate()
+        logger.info(f"stored SEG {seg.SeriesInstanceUID} for series {image_id}")
+        return {"seg_series_uid": str(seg.SeriesInstanceUID), "seg_sop_uid": str(seg.SOPInstanceUID)}
+
+    def _sync_final_label(self, image_id: str, seg: SeriesRecord) -> str | None:
+        """Local NIfTI of the newest SEG of ``image_id``, converted from the store when it changed."""
+        obj = self._datastore.objects.get(image_id)
+        local = obj.labels.get(DefaultLabelTag.FINAL) if obj else None
+        path = Path(self._datastore.label_path(DefaultLabelTag.FINAL)) / f"{image_id}.nii.gz"
+        if local and local.info.get("seg_series_uid") == seg.uid and path.exists():
+            return str(path)
+        image = sitk.ReadImage(self.get_image_uri(image_id))
+        seg_ds = self._client.retrieve_series(seg.study_uid, seg.uid, media_types=(("application/dicom", "*"),))[0]
+        try:
+            array = seg_to_label(seg_ds, read_datasets(self._series_dir(image_id)), self._label_map)
+        except ValueError as exc:
+            self.skipped_labels[seg.uid] = str(exc)
+            logger.warning(f"SEG {seg.uid} of series {image_id} not used for training: {exc}")
+            return None
+        with tempfile.TemporaryDirectory() as tmp:
+            converted = write_volume(label_like(array, image), Path(tmp) / f"{image_id}.nii.gz")
+            super().save_label(image_id, str(converted), DefaultLabelTag.FINAL, {"seg_series_uid": seg.uid})
+        return str(path)
+
+    def get_label_uri(self, label_id: str, label_tag: str, image_id: str = "") -> str:
+        """Local file of a label; final labels are refreshed from the store first."""
+        if label_tag == DefaultLabelTag.FINAL:
+            seg = self.final_labels().get(label_id)
+            if seg is None:
+                raise NotFoundError(f"series {label_id} has no final label (no SEG) in the DICOM store")
+            return self._sync_final_label(label_id, seg) or ""
+        return super().get_label_uri(label_id, label_tag)
+
+    def datalist(self, full_path: bool = True) -> list[dict[str, Any]]:
+        """Image/label pairs for training: every listed series with a usable SEG in the store."""
+        pairs = []
+        for image_id, seg in sorted(self.final_labels().items()):
+            label = self._sync_final_label(image_id, seg)
+            if label:
+                pairs.append({"image": self.get_image_uri(image_id), "label": label, "seg": seg.uid})
+        return pairs

@@ -1,0 +1,51 @@
+"""Demo and test data: seeded neck-CT phantoms stored in Orthanc as real DICOM series."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+import requests
+from tqdm import tqdm
+
+from hope.dicom.series_writer import datasets_to_bytes, new_identity, volume_to_datasets
+from hope.phantoms import Phantom, PhantomSpec, generate_neck_ct
+
+
+@dataclass(frozen=True)
+class StoredPhantom:
+    """A phantom and the UIDs it was stored under."""
+
+    phantom: Phantom
+    study_uid: str
+    series_uid: str
+
+
+def store_phantom(orthanc_url: str, phantom: Phantom, patient_id: str, timeout: float = 60.0) -> StoredPhantom:
+    """Store one phantom as a CT series through Orthanc's REST API (``POST /instances``)."""
+    identity = new_identity(
+        patient_id,
+        study_description="HOPE phantom neck CT",
+        series_description=f"Phantom seed {phantom.seed}",
+    )
+    for ds in volume_to_datasets(phantom.image, phantom.spacing, identity):
+        response = requests.post(f"{orthanc_url}/instances", data=datasets_to_bytes(ds), timeout=timeout)
+        if response.status_code != 200:
+            raise RuntimeError(f"Orthanc refused a phantom slice: HTTP {response.status_code} {response.text}")
+    return StoredPhantom(phantom, identity.study_instance_uid, identity.series_instance_uid)
+
+
+def load_demo(
+    orthanc_url: str,
+    labels: Mapping[str, int],
+    seeds: Iterable[int],
+    spec: PhantomSpec | None = None,
+    progress: bool = True,
+) -> list[StoredPhantom]:
+    """Generate the phantoms of ``seeds`` and store them in Orthanc, with a progress bar."""
+    seeds = list(seeds)
+    stored = []
+    for seed in tqdm(seeds, desc="storing demo phantoms", unit="series", disable=not progress):
+        phantom = generate_neck_ct(seed, labels, spec or PhantomSpec())
+        stored.append(store_phantom(orthanc_url, phantom, patient_id=f"HOPE-PHANTOM-{seed:03d}"))
+    return stored

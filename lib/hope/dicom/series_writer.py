@@ -1,0 +1,237 @@
+"""Write a ``(z, y, x)`` volume as an uncompressed single-frame DICOM series (CT or MR Image Storage).
+
+Geometry: axial slices with ImageOrientationPatient ``[1, 0, 0, 0, 1, 0]``; slice ``k`` lies at
+``origin + (0, 0, k * spacing_z)`` and has InstanceNumber ``k + 1``. Spacing is ``(x, y, z)`` mm, so
+PixelSpacing is ``[y, x]`` (row spacing first). GDCM/SimpleITK read the series back as the same array.
+
+SOPInstanceUIDs derive from the SeriesInstanceUID and the slice index, so writing the same identity twice
+gives the same instances (a re-upload to Orthanc replaces rather than duplicates).
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+import pydicom
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.uid import (
+    PYDICOM_IMPLEMENTATION_UID,
+    CTImageStorage,
+    ExplicitVRLittleEndian,
+    MRImageStorage,
+    generate_uid,
+)
+from pydicom.valuerep import DSfloat
+
+SOP_CLASSES = {"CT": CTImageStorage, "MR": MRImageStorage}
+MANUFACTURER = "HOPE phantom"
+_INT16 = np.iinfo(np.int16)
+_CT_WINDOW = (400.0, 1800.0)  # centre, width: a bone window
+
+
+@dataclass(frozen=True)
+class SeriesIdentity:
+    """Who and what a series belongs to: patient, study and series identifiers.
+
+    ``study_datetime`` is the StudyDate/StudyTime written; ``None`` means the time of writing.
+    """
+
+    patient_id: str
+    patient_name: str
+    study_instance_uid: str
+    series_instance_uid: str
+    frame_of_reference_uid: str
+    study_description: str = ""
+    series_description: str = ""
+    series_number: int = 1
+    modality: str = "CT"
+    study_datetime: datetime | None = None
+
+
+def new_identity(
+    patient_id: str, *, modality: str = "CT", study_description: str = "", series_description: str = ""
+) -> SeriesIdentity:
+    """A new study with one series for ``patient_id``: fresh UIDs, PatientName = PatientID, dated now."""
+    return SeriesIdentity(
+        patient_id=patient_id,
+        patient_name=patient_id,
+        study_instance_uid=generate_uid(),
+        series_instance_uid=generate_uid(),
+        frame_of_reference_uid=generate_uid(),
+        study_description=study_description,
+        series_description=series_description,
+        modality=modality,
+        study_datetime=datetime.now().replace(microsecond=0),
+    )
+
+
+def volume_to_datasets(
+    volume: np.ndarray,
+    spacing: Sequence[float],
+    identity: SeriesIdentity,
+    *,
+    origin: Sequence[float] = (0.0, 0.0, 0.0),
+) -> list[Dataset]:
+    """One Part-10-ready dataset per slice of ``volume`` (``(z, y, x)`` integers that fit int16).
+
+    Raises ``ValueError`` for an unsupported modality (only CT and MR), a volume that is not 3-D or whose
+    values do not fit signed 16 bits, or a spacing/origin that is not three (positive) numbers.
+    """
+    sop_class = _sop_class(identity.modality)
+    pixels = _as_int16(volume)
+    spacing = _spacing(spacing)
+    if len(origin) != 3:
+        raise ValueError(f"origin must be three numbers (x, y, z) mm, got {origin}")
+    when = identity.study_datetime or datetime.now().replace(microsecond=0)
+    series = _series_dataset(identity, pixels, spacing, when)
+    return [
+        _slice_dataset(series, sop_class, pixels[k], k, [float(o) for o in origin], spacing)
+        for k in range(pixels.shape[0])
+    ]
+
+
+def write_series(
+    volume: np.ndarray,
+    spacing: Sequence[float],
+    identity: SeriesIdentity,
+    out_dir: Path,
+    *,
+    origin: Sequence[float] = (0.0, 0.0, 0.0),
+) -> list[Path]:
+    """Write ``volume`` as ``out_dir/IM00001.dcm``, ``IM00002.dcm``, ... (one file per slice, in z order)."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for ds in volume_to_datasets(volume, spacing, identity, origin=origin):
+        path = out_dir / f"IM{ds.InstanceNumber:05d}.dcm"
+        path.write_bytes(datasets_to_bytes(ds))
+        paths.append(path)
+    return paths
+
+
+def datasets_to_bytes(ds: Dataset) -> bytes:
+    """``ds`` as DICOM Part-10 file bytes (preamble, ``DICM``, file meta), e.g. for a POST to Orthanc."""
+    buffer = io.BytesIO()
+    pydicom.dcmwrite(buffer, ds, write_like_original=False)
+    return buffer.getvalue()
+
+
+def _sop_class(modality: str) -> str:
+    if modality not in SOP_CLASSES:
+        raise ValueError(f"cannot write modality {modality!r}; supported: {', '.join(SOP_CLASSES)}")
+    return SOP_CLASSES[modality]
+
+
+def _as_int16(volume: np.ndarray) -> np.ndarray:
+    volume = np.asarray(volume)
+    if volume.ndim != 3 or 0 in volume.shape:
+        raise ValueError(f"volume must be a non-empty 3-D (z, y, x) array, got shape {volume.shape}")
+    if not np.issubdtype(volume.dtype, np.integer):
+        raise ValueError(f"volume must hold integers (e.g. HU as int16), got {volume.dtype}")
+    if volume.min() < _INT16.min or volume.max() > _INT16.max:
+        raise ValueError(f"volume values {volume.min()}..{volume.max()} do not fit int16")
+    return volume.astype(np.int16, copy=False)
+
+
+def _spacing(spacing: Sequence[float]) -> tuple[float, float, float]:
+    if len(spacing) != 3 or min(spacing) <= 0:
+        raise ValueError(f"spacing must be three positive numbers (x, y, z) mm, got {spacing}")
+    return float(spacing[0]), float(spacing[1]), float(spacing[2])
+
+
+def _ds(value: float) -> DSfloat:
+    """A decimal string that always fits the 16-character DS limit."""
+    return DSfloat(value, auto_format=True)
+
+
+def _series_dataset(
+    identity: SeriesIdentity, pixels: np.ndarray, spacing: tuple[float, float, float], when: datetime
+) -> Dataset:
+    """The attributes shared by every slice: patient, study, series, equipment, frame, pixel format."""
+    ds = Dataset()
+    ds.SpecificCharacterSet = "ISO_IR 192"
+    ds.PatientName = identity.patient_name
+    ds.PatientID = identity.patient_id
+    ds.PatientBirthDate = ""
+    ds.PatientSex = ""
+    ds.StudyInstanceUID = identity.study_instance_uid
+    ds.StudyDate = ds.SeriesDate = ds.ContentDate = when.strftime("%Y%m%d")
+    ds.StudyTime = ds.SeriesTime = ds.ContentTime = when.strftime("%H%M%S")
+    ds.AccessionNumber = ""
+    ds.ReferringPhysicianName = ""
+    ds.StudyID = "1"
+    ds.StudyDescription = identity.study_description
+    ds.Modality = identity.modality
+    ds.SeriesInstanceUID = identity.series_instance_uid
+    ds.SeriesNumber = identity.series_number
+    ds.SeriesDescription = identity.series_description
+    ds.PatientPosition = "HFS"
+    ds.Manufacturer = MANUFACTURER
+    ds.FrameOfReferenceUID = identity.frame_of_reference_uid
+    ds.PositionReferenceIndicator = ""
+    ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
+    ds.PixelSpacing = [_ds(spacing[1]), _ds(spacing[0])]
+    ds.SliceThickness = ds.SpacingBetweenSlices = _ds(spacing[2])
+    ds.Rows, ds.Columns = int(pixels.shape[1]), int(pixels.shape[2])
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    ds.BitsAllocated = ds.BitsStored = 16
+    ds.HighBit = 15
+    ds.PixelRepresentation = 1
+    ds.AcquisitionNumber = 1
+    _add_modality_attributes(ds, identity.modality, pixels)
+    return ds
+
+
+def _add_modality_attributes(ds: Dataset, modality: str, pixels: np.ndarray) -> None:
+    """CT Image module (rescale to HU, bone window) or MR Image module (window over the data range)."""
+    if modality == "CT":
+        ds.ImageType = ["ORIGINAL", "PRIMARY", "AXIAL"]
+        ds.KVP = 120
+        ds.RescaleIntercept, ds.RescaleSlope, ds.RescaleType = 0, 1, "HU"
+        centre, width = _CT_WINDOW
+    else:
+        ds.ImageType = ["ORIGINAL", "PRIMARY", "OTHER"]
+        ds.ScanningSequence, ds.SequenceVariant, ds.ScanOptions = "SE", "NONE", ""
+        ds.MRAcquisitionType = "3D"
+        ds.RepetitionTime, ds.EchoTime, ds.EchoTrainLength = 500, 15, 1
+        ds.MagneticFieldStrength = 1.5
+        low, high = float(pixels.min()), float(pixels.max())
+        centre, width = (low + high) / 2, max(high - low, 1.0)
+    ds.WindowCenter, ds.WindowWidth = _ds(centre), _ds(width)
+
+
+def _slice_dataset(
+    series: Dataset,
+    sop_class: str,
+    pixels: np.ndarray,
+    k: int,
+    origin: list[float],
+    spacing: tuple[float, float, float],
+) -> Dataset:
+    ds = copy.deepcopy(series)
+    ds.SOPClassUID = sop_class
+    ds.SOPInstanceUID = generate_uid(entropy_srcs=[series.SeriesInstanceUID, str(k)])
+    ds.InstanceNumber = k + 1
+    z = origin[2] + k * spacing[2]
+    ds.ImagePositionPatient = [_ds(origin[0]), _ds(origin[1]), _ds(z)]
+    ds.SliceLocation = _ds(z)
+    ds.PixelData = np.ascontiguousarray(pixels, dtype="<i2").tobytes()
+    ds.file_meta = _file_meta(sop_class, ds.SOPInstanceUID)
+    ds.is_little_endian, ds.is_implicit_VR = True, False
+    return ds
+
+
+def _file_meta(sop_class: str, sop_instance: str) -> FileMetaDataset:
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = sop_class
+    meta.MediaStorageSOPInstanceUID = sop_instance
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
+    return meta

@@ -1,0 +1,68 @@
+"""Automatic 3D segmentation inference for a task defined in ``configs/tasks/<name>.yaml``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+from monai.inferers import Inferer, SlidingWindowInferer
+from monai.transforms import Activationsd, AsDiscreted, SqueezeDimd
+from monailabel.interfaces.tasks.infer_v2 import InferType
+from monailabel.tasks.infer.basic_infer import BasicInferTask
+from monailabel.transform.writer import Writer
+
+from hope.config import TaskDefinition
+from hope.transforms import infer_transforms
+
+
+class SegmentationInfer(BasicInferTask):
+    """Sliding-window segmentation whose label volume is returned on the source image's own grid.
+
+    The pre-transforms (reorientation to RAS, resampling to the task spacing) are inverted on the logits, so the
+    written label has the input's shape, spacing, origin and direction, voxel for voxel.
+    """
+
+    def __init__(self, task: TaskDefinition, path: Sequence[str], network: torch.nn.Module) -> None:
+        super().__init__(
+            path=list(path),
+            network=network,
+            type=InferType.SEGMENTATION,
+            labels=task.labels,
+            dimension=3,
+            description=task.description,
+            roi_size=task.preprocessing.patch_size,
+        )
+        self.task = task
+
+    def pre_transforms(self, data: dict[str, Any] | None = None) -> Sequence[Callable]:
+        """Load, reorient, resample and window the image (see :mod:`hope.transforms`)."""
+        return infer_transforms(self.task)
+
+    def inferer(self, data: dict[str, Any] | None = None) -> Inferer:
+        """Gaussian-weighted sliding window over the task's patch size."""
+        return SlidingWindowInferer(
+            roi_size=self.task.preprocessing.patch_size,
+            sw_batch_size=self.task.inference.sw_batch_size,
+            overlap=self.task.inference.overlap,
+            mode="gaussian",
+            padding_mode="replicate",
+        )
+
+    def inverse_transforms(self, data: dict[str, Any] | None = None) -> Sequence[Callable]:
+        """Invert every invertible pre-transform (orientation and spacing) on the prediction."""
+        return []
+
+    def post_transforms(self, data: dict[str, Any] | None = None) -> Sequence[Callable]:
+        """Softmax, argmax, and drop the channel axis: an integer label volume whose values are label values."""
+        return [
+            Activationsd(keys="pred", softmax=True),
+            AsDiscreted(keys="pred", argmax=True),
+            SqueezeDimd(keys="pred", dim=0),
+        ]
+
+    def writer(self, data: dict[str, Any], extension: str | None = None, dtype: Any = None) -> tuple[Any, Any]:
+        """Write ``pred`` with its own (restored) affine as uint8."""
+        data.setdefault("result_dtype", "uint8")
+        data["labels"] = self.labels
+        return Writer(label="pred", json="result", ref_image="pred")(data)

@@ -1,0 +1,89 @@
+"""``python -m hope.launcher``: start Orthanc and the HOPE server, load demo data once, stop both on Ctrl-C.
+
+Environment: ``HOPE_DATA_DIR`` (./data), ``HOPE_PORT`` (8000), ``HOPE_ORTHANC_HTTP_PORT`` (8042),
+``HOPE_ORTHANC_DICOM_PORT`` (4242), ``HOPE_DEMO`` (1; 0 skips the demo phantoms).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+from pathlib import Path
+
+from hope.config import load_server_settings, load_task
+from hope.demo import load_demo
+from hope.services.hope_server import hope_server_process
+from hope.services.orthanc import OrthancSettings, orthanc_process
+
+logger = logging.getLogger("hope.launcher")
+
+
+def _env_int(name: str, default: int) -> int:
+    value = os.environ.get(name, str(default))
+    if not value.isdigit():
+        raise SystemExit(f"{name}={value!r} is not a port number")
+    return int(value)
+
+
+def main() -> None:
+    """Run both services in the foreground until SIGINT or SIGTERM."""
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    data_dir = Path(os.environ.get("HOPE_DATA_DIR", "data")).resolve()
+    port = _env_int("HOPE_PORT", 8000)
+    orthanc_settings = OrthancSettings(
+        data_dir=data_dir / "orthanc",
+        http_port=_env_int("HOPE_ORTHANC_HTTP_PORT", 8042),
+        dicom_port=_env_int("HOPE_ORTHANC_DICOM_PORT", 4242),
+    )
+    orthanc = orthanc_process(orthanc_settings)
+    server = hope_server_process(orthanc_settings.dicomweb_url, port, data_dir)
+    stop = threading.Event()
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        logger.info(f"starting Orthanc (data in {orthanc_settings.data_dir}) ...")
+        orthanc.start()
+        _load_demo_once(data_dir, orthanc_settings.url)
+        logger.info("starting the HOPE server ...")
+        server.start(timeout=300)
+        _print_urls(port, orthanc_settings)
+        while not stop.wait(1.0):
+            for proc in (orthanc, server):
+                if not proc.running():
+                    raise SystemExit(f"{proc.name} stopped unexpectedly; its log:\n{proc.log_tail()}")
+    finally:
+        logger.info("stopping ...")
+        server.stop()
+        orthanc.stop()
+        logger.info("stopped.")
+
+
+def _load_demo_once(data_dir: Path, orthanc_url: str) -> None:
+    marker = data_dir / ".demo-loaded"
+    if os.environ.get("HOPE_DEMO", "1") == "0" or marker.exists():
+        return
+    settings = load_server_settings()
+    demo = settings.extra.get("demo", {})
+    task = load_task(settings.tasks[0])
+    first = int(demo.get("first_seed", 1000))
+    load_demo(orthanc_url, task.labels, range(first, first + int(demo.get("cases", 6))))
+    marker.write_text("demo phantoms stored\n")
+
+
+def _print_urls(port: int, orthanc: OrthancSettings) -> None:
+    base = f"http://127.0.0.1:{port}"
+    logger.info(
+        "\nHOPE is running. Press Ctrl-C to stop.\n"
+        f"  OHIF viewer        {base}/ohif/\n"
+        f"  API docs           {base}/docs\n"
+        f"  Orthanc Explorer   {orthanc.url}/app/explorer.html\n"
+        f"  DICOMweb           {orthanc.dicomweb_url}\n"
+        f"  DICOM (C-STORE)    AET HOPE on port {orthanc.dicom_port}\n"
+        f"  3D Slicer          MONAI Label module, server {base}\n"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""MONAI Label TaskConfigs: one per task kind, wiring infer, train and strategy classes."""

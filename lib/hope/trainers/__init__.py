@@ -1,0 +1,1 @@
+"""MONAI Label train tasks."""

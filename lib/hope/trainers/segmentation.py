@@ -1,0 +1,145 @@
+"""Supervised 3D segmentation training for a task defined in ``configs/tasks/<name>.yaml``."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from monai.inferers import Inferer, SlidingWindowInferer
+from monai.handlers import StatsHandler, ValidationHandler, from_engine
+from monai.losses import DiceCELoss
+from monai.transforms import Activationsd, AsDiscreted, EnsureTyped
+from monailabel.interfaces.datastore import Datastore
+from monailabel.tasks.train.basic_train import BasicTrainTask, Context
+from monailabel.tasks.train.utils import region_wise_metrics
+
+from hope.config import TaskDefinition
+from hope.trainers.publish import LossGuard, ProgressAndPublish
+from hope.transforms import train_transforms, val_transforms
+
+logger = logging.getLogger(__name__)
+
+
+class SegmentationTrainer(BasicTrainTask):
+    """Fine-tunes the served model on the task's final labels read back from the store.
+
+    Trains on CUDA with AMP when a GPU is present, otherwise on the CPU. Experiment tracking is off on purpose:
+    progress goes to ``GET /train/`` and ``train_stats.json``, and MLflow's file store is not used.
+    """
+
+    def __init__(self, task: TaskDefinition, model_dir: Path, network: torch.nn.Module, publish_path: Path) -> None:
+        self.task = task
+        self._network = network
+        defaults = task.training
+        super().__init__(
+            model_dir=str(model_dir),
+            description=f"Train {task.name}: {task.description}",
+            amp=defaults.amp and torch.cuda.is_available(),
+            load_path=str(publish_path),
+            publish_path=str(publish_path),
+            stats_path=str(Path(model_dir) / task.name / "train_stats.json"),
+            config={
+                "max_epochs": defaults.max_epochs,
+                "val_split": defaults.val_split,
+                "train_batch_size": defaults.train_batch_size,
+                "learning_rate": defaults.learning_rate,
+                "dataset": "Dataset",
+                "dataloader": "DataLoader",
+                "multi_gpu": False,
+            },
+            tracking=None,
+            find_unused_parameters=False,
+        )
+
+    def network(self, context: Context) -> torch.nn.Module:
+        """The task's network (weights are loaded from the served model by the base class)."""
+        return self._network
+
+    def optimizer(self, context: Context) -> torch.optim.Optimizer:
+        """AdamW at the request's (or the task's default) learning rate."""
+        lr = float(context.request.get("learning_rate", self.task.training.learning_rate))
+        return torch.optim.AdamW(context.network.parameters(), lr=lr, weight_decay=1e-5)
+
+    def loss_function(self, context: Context) -> torch.nn.Module:
+        """Dice + cross-entropy over one-hot labels."""
+        return DiceCELoss(to_onehot_y=True, softmax=True)
+
+    def lr_scheduler_handler(self, context: Context) -> None:
+        """No scheduler: runs are short fine-tunes."""
+        return None
+
+    def train_handlers(self, context: Context) -> list[Any]:
+        """Loss logging and periodic validation; no TensorBoard or MLflow writers (tracking is off on purpose)."""
+        handlers: list[Any] = []
+        if context.local_rank == 0:
+            handlers.append(StatsHandler(tag_name="train_loss", output_transform=from_engine(["loss"], first=True)))
+        if context.evaluator:
+            handlers.append(ValidationHandler(self._val_interval, validator=context.evaluator, epoch_level=True))
+        return handlers
+
+    def val_handlers(self, context: Context) -> list[Any] | None:
+        """Epoch-level metric logging on rank 0."""
+        return [StatsHandler(output_transform=lambda _: None, iteration_log=False)] if context.local_rank == 0 else None
+
+    def train_data_loader(self, context: Context, num_workers: int = 0, shuffle: bool = True) -> Any:
+        """Shuffle the training cases every epoch."""
+        return super().train_data_loader(context, num_workers, True)
+
+    def train_pre_transforms(self, context: Context) -> Sequence[Callable]:
+        """See :func:`hope.transforms.train_transforms`."""
+        return train_transforms(self.task)
+
+    def train_post_transforms(self, context: Context) -> Sequence[Callable]:
+        """One-hot prediction and label for the Dice metrics (the base class reuses them for validation)."""
+        return [
+            EnsureTyped(keys="pred", device=context.device),
+            Activationsd(keys="pred", softmax=True),
+            AsDiscreted(keys=("pred", "label"), argmax=(True, False), to_onehot=self.task.num_classes),
+        ]
+
+    def val_pre_transforms(self, context: Context) -> Sequence[Callable]:
+        """See :func:`hope.transforms.val_transforms`."""
+        return val_transforms(self.task)
+
+    def val_inferer(self, context: Context) -> Inferer:
+        """Sliding window over whole validation volumes."""
+        return SlidingWindowInferer(
+            roi_size=self.task.preprocessing.patch_size,
+            sw_batch_size=self.task.inference.sw_batch_size,
+            overlap=self.task.inference.overlap,
+        )
+
+    def train_key_metric(self, context: Context) -> dict[str, Any]:
+        """Mean Dice and Dice per label on training crops."""
+        return region_wise_metrics(self.task.labels, "train_mean_dice", "train")
+
+    def val_key_metric(self, context: Context) -> dict[str, Any]:
+        """Mean Dice and Dice per label on validation volumes (never training cases)."""
+        return region_wise_metrics(self.task.labels, "val_mean_dice", "val")
+
+    def finalize(self, context: Context) -> None:
+        """Replace the stock publisher: report every epoch, publish only a completed run, guard the loss."""
+        if context.local_rank == 0:
+            ProgressAndPublish(
+                stats_path=Path(self._stats_path),
+                publish_path=Path(self._publish_path),
+                best_checkpoint=Path(context.output_dir) / self._key_metric_filename,
+                start_ts=context.start_ts,
+                trainer=context.trainer,
+                evaluator=context.evaluator,
+            ).attach()
+        LossGuard().attach(context.trainer)
+
+    def pre_process(self, request: dict[str, Any], datastore: Datastore) -> list[dict[str, Any]]:
+        """The final labels of the store; fail with a clear reason when there are none."""
+        datalist = datastore.datalist()
+        if not datalist:
+            raise ValueError(
+                f"no final labels to train {self.task.name} on: save at least one label with tag 'final' first"
+            )
+        logger.info(f"training {self.task.name} on {len(datalist)} labelled series")
+        return datalist
+

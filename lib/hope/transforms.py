@@ -1,0 +1,77 @@
+"""MONAI dictionary-transform pipelines for a segmentation task, built from its YAML in one place.
+
+Keys: ``image`` (intensity volume) and, for training, ``label`` (integer label volume whose values are the task's
+label values). Loaded volumes are channel-first ``(1, X, Y, Z)`` MetaTensors, reoriented to RAS and resampled to
+the task's spacing; intensities are windowed to ``[0, 1]``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from monai.transforms import (
+    EnsureChannelFirstd,
+    EnsureTyped,
+    LoadImaged,
+    Orientationd,
+    RandCropByPosNegLabeld,
+    RandFlipd,
+    RandScaleIntensityd,
+    RandShiftIntensityd,
+    ScaleIntensityRanged,
+    Spacingd,
+    SpatialPadd,
+)
+
+from hope.config import TaskDefinition
+
+
+def load_and_normalise(task: TaskDefinition, keys: Sequence[str]) -> list[Callable]:
+    """Load, reorient to RAS, resample to the task spacing and window intensities of ``image``.
+
+    ``label`` (when in ``keys``) is resampled with nearest-neighbour interpolation.
+    """
+    modes = ["bilinear" if k == "image" else "nearest" for k in keys]
+    low, high = task.preprocessing.intensity_range
+    return [
+        LoadImaged(keys=keys, reader="ITKReader", image_only=False),
+        EnsureChannelFirstd(keys=keys),
+        Orientationd(keys=keys, axcodes="RAS"),
+        Spacingd(keys=keys, pixdim=task.preprocessing.spacing, mode=modes),
+        ScaleIntensityRanged(keys="image", a_min=low, a_max=high, b_min=0.0, b_max=1.0, clip=True),
+    ]
+
+
+def train_transforms(task: TaskDefinition) -> list[Callable]:
+    """Training pipeline: :func:`load_and_normalise`, padding, label-balanced random crops and augmentation."""
+    keys = ["image", "label"]
+    patch = task.preprocessing.patch_size
+    return [
+        *load_and_normalise(task, keys),
+        SpatialPadd(keys=keys, spatial_size=patch),
+        RandCropByPosNegLabeld(
+            keys=keys,
+            label_key="label",
+            spatial_size=patch,
+            pos=1,
+            neg=1,
+            num_samples=task.training.samples_per_image,
+            image_key="image",
+            image_threshold=0,
+        ),
+        RandFlipd(keys=keys, prob=0.5, spatial_axis=0),
+        RandScaleIntensityd(keys="image", factors=0.1, prob=0.5),
+        RandShiftIntensityd(keys="image", offsets=0.05, prob=0.5),
+        EnsureTyped(keys=keys),
+    ]
+
+
+def val_transforms(task: TaskDefinition) -> list[Callable]:
+    """Validation pipeline: whole volumes, no augmentation."""
+    keys = ["image", "label"]
+    return [*load_and_normalise(task, keys), EnsureTyped(keys=keys)]
+
+
+def infer_transforms(task: TaskDefinition) -> list[Callable]:
+    """Inference pre-processing of ``image``."""
+    return [*load_and_normalise(task, ["image"]), EnsureTyped(keys="image")]

@@ -1,0 +1,63 @@
+"""Shared fixtures: a real Orthanc (Debian package) and a real HOPE server on free loopback ports."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+
+from hope.config import load_task
+from hope.services.hope_server import hope_server_process
+from hope.services.orthanc import OrthancSettings, orthanc_process
+from hope.services.process import free_port
+
+SHARED_DATA = Path(os.environ.get("HOPE_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Skip ``gpu`` tests without CUDA."""
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """``../shared/data``: small real images for tests (never copied into the repo)."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"shared data folder {SHARED_DATA} is missing")
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def spine_labels() -> dict[str, int]:
+    """The label map of the ``spine_ct`` task, from ``configs/``."""
+    return load_task("spine_ct").labels
+
+
+@pytest.fixture(scope="session")
+def orthanc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OrthancSettings]:
+    """A real Orthanc with DICOMweb and GDCM, SQLite index, in a temporary folder, on free ports."""
+    settings = OrthancSettings(
+        data_dir=tmp_path_factory.mktemp("orthanc"), http_port=free_port(), dicom_port=free_port(), stable_age=1
+    )
+    process = orthanc_process(settings)
+    process.start(timeout=60)
+    yield settings
+    process.stop()
+
+
+@pytest.fixture(scope="session")
+def hope_url(orthanc: OrthancSettings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real HOPE server (``monailabel start_server --app apps/hope``) against the test Orthanc."""
+    port = free_port()
+    process = hope_server_process(orthanc.dicomweb_url, port, tmp_path_factory.mktemp("hope"))
+    process.start(timeout=300)
+    yield f"http://127.0.0.1:{port}"
+    process.stop()
