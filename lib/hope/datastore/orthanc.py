@@ -168,7 +168,8 @@ class OrthancDatastore(LocalDatastore):
         objects = {}
         for uid in self.list_images():
             rec = records[uid]
-            labels = {DefaultLabelTag.FINAL.value: {"info": {"seg_series_uid": finals[uid].uid}}} if uid in finals else {}
+            final = {"info": {"seg_series_uid": finals[uid].uid}} if uid in finals else None
+            labels = {DefaultLabelTag.FINAL.value: final} if final else {}
             info = {"Modality": rec.modality, "StudyInstanceUID": rec.study_uid, "SeriesDate": rec.date}
             objects[uid] = {"image": {"info": info}, "labels": labels}
         return {"name": self.name(), "objects": objects}

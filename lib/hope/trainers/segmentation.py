@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from monai.inferers import Inferer, SlidingWindowInferer
 from monai.handlers import StatsHandler, ValidationHandler, from_engine
+from monai.inferers import Inferer, SlidingWindowInferer
 from monai.losses import DiceCELoss
 from monai.transforms import Activationsd, AsDiscreted, EnsureTyped
 from monailabel.interfaces.datastore import Datastore
