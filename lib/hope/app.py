@@ -13,16 +13,19 @@ from typing import Any
 from monailabel.config import settings as monailabel_settings
 from monailabel.datastore.local import LocalDatastore
 from monailabel.interfaces.app import MONAILabelApp
-from monailabel.interfaces.datastore import Datastore
+from monailabel.interfaces.datastore import Datastore, DefaultLabelTag
 from monailabel.interfaces.tasks.infer_v2 import InferTask
 from monailabel.interfaces.tasks.strategy import Strategy
 from monailabel.interfaces.tasks.train import TrainTask
+from monailabel.utils.async_tasks.task import AsyncTask
 
 import hope
 from hope.config import ServerSettings, load_server_settings
 from hope.datastore.client import make_client
 from hope.datastore.orthanc import OrthancDatastore
 from hope.errors import NotFoundError
+from hope.sync.routes import build_router
+from hope.sync.service import SyncService
 from hope.tasks.segmentation import SegmentationTaskConfig
 
 logger = logging.getLogger(__name__)
@@ -34,6 +37,7 @@ class HopeApp(MONAILabelApp):
     def __init__(self, app_dir: str, studies: str, conf: dict[str, str]) -> None:
         self.settings: ServerSettings = load_server_settings()
         self.tasks: dict[str, SegmentationTaskConfig] = {}
+        self.sync: SyncService | None = None
         model_dir = Path(os.environ.get("HOPE_MODEL_DIR") or Path(app_dir) / "model")
         model_dir.mkdir(parents=True, exist_ok=True)
         for name in self.settings.tasks:
@@ -82,11 +86,56 @@ class HopeApp(MONAILabelApp):
             strategies.update(task.strategy())
         return strategies
 
+    def server_mode(self, mode: bool) -> None:
+        """In the server (not in training subprocesses), start the sync service and its ``/hope`` routes."""
+        super().server_mode(mode)
+        if mode and isinstance(self._datastore, OrthancDatastore) and self.sync is None:
+            from monailabel.app import app as fastapi_app  # the running server's FastAPI app
+
+            self.sync = self._build_sync(self._datastore)
+            fastapi_app.include_router(build_router(self.sync))
+            self.sync.start()
+
+    def _build_sync(self, datastore: OrthancDatastore) -> SyncService:
+        retrain = self.settings.extra.get("retrain", {})
+        return SyncService(
+            datastore=datastore,
+            tasks={name: task.definition for name, task in self.tasks.items()},
+            model_paths={name: task.publish_path for name, task in self.tasks.items()},
+            state_dir=Path(datastore._datastore_path) / "sync",
+            infer=self._compute_suggestion,
+            start_training=self._start_training,
+            retrain_threshold=int(retrain.get("after_new_final_labels", 5)),
+            retrain_enabled=bool(retrain.get("enabled", True)),
+            model_poll_seconds=float(self.settings.extra.get("sync", {}).get("model_poll_seconds", 2)),
+        )
+
+    def _compute_suggestion(self, task: str, series_uid: str) -> str:
+        result = super().infer({"model": task, "image": series_uid})
+        return str(result["file"])
+
+    def _start_training(self, task: str) -> str:
+        result, detail = AsyncTask.run("train", request={"model": task}, enqueue=True)
+        return f"training task {result['id']} submitted" if result else str(detail)
+
     def infer(self, request: dict[str, Any], datastore: Datastore | None = None) -> dict[str, Any]:
-        """Run inference, answering an unknown model with 404 (stock MONAI Label answers 500)."""
+        """Run inference; a precomputed suggestion of the current model is answered at once.
+
+        An unknown model is a 404 (stock MONAI Label answers 500).
+        """
         model = request.get("model")
         if model not in self._infers:
             known = ", ".join(sorted(self._infers))
             raise NotFoundError(f"no model named {model!r}; this server serves: {known}")
+        image = request.get("image")
+        if self.sync and isinstance(image, str) and not request.get("label") and not request.get("session"):
+            ready = self.sync.suggestions.get(model, image)
+            copy = self.sync.suggestions.copy_of(model, image) if ready else None
+            if ready and copy:
+                params = {
+                    "label_names": self.tasks[model].definition.labels,
+                    "precomputed": True,
+                    "model_version": ready.model_version,
+                }
+                return {"label": str(copy), "tag": DefaultLabelTag.ORIGINAL, "file": str(copy), "params": params}
         return super().infer(request, datastore)
-

@@ -14,6 +14,7 @@ The local folder is a cache (MONAI Label's ``LocalDatastore``); the store is the
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 import tempfile
@@ -89,6 +90,10 @@ class OrthancDatastore(LocalDatastore):
         self._listing_lock = threading.Lock()
         self._seg_refs: dict[str, str] = {}
         self.skipped_labels: dict[str, str] = {}
+        self._flags_path = Path(cache_path) / "flagged.json"
+        self.flagged: dict[str, list[str]] = (
+            json.loads(self._flags_path.read_text()) if self._flags_path.exists() else {}
+        )
         super().__init__(datastore_path=str(cache_path), auto_reload=False)
 
     # ----------------------------------------------------------------------------------------------- listing
@@ -116,9 +121,18 @@ class OrthancDatastore(LocalDatastore):
         return records
 
     def list_images(self) -> list[str]:
-        """SeriesInstanceUIDs of every image series of a configured modality."""
+        """SeriesInstanceUIDs of every image series of a configured modality that was not flagged invalid."""
         allowed = set(self._settings.modalities)
-        return [s.uid for s in self._all_series() if s.modality in allowed]
+        return [s.uid for s in self._all_series() if s.modality in allowed and s.uid not in self.flagged]
+
+    def flag(self, series_uid: str, reasons: list[str]) -> None:
+        """Keep an invalid series out of the annotation pool, with its reasons (nothing is deleted)."""
+        self.flagged[series_uid] = list(reasons)
+        self._flags_path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self._flags_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.flagged, indent=1))
+        tmp.replace(self._flags_path)
+        self.invalidate()
 
     def _referenced_series(self, seg: SeriesRecord) -> str | None:
         if seg.uid not in self._seg_refs:

@@ -1,0 +1,113 @@
+"""The sync service: turns store events into cache refreshes, precomputed suggestions and retraining."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from hope.config import TaskDefinition
+from hope.datastore.orthanc import OrthancDatastore
+from hope.sync.eventlog import EventLog
+from hope.sync.model_version import model_version
+from hope.sync.retrain import RetrainTrigger
+from hope.sync.suggestions import SuggestionCache
+
+logger = logging.getLogger(__name__)
+
+
+class SyncService:
+    """Handles store events idempotently and keeps suggestions current with the served models."""
+
+    def __init__(
+        self,
+        *,
+        datastore: OrthancDatastore,
+        tasks: Mapping[str, TaskDefinition],
+        model_paths: Mapping[str, Path],
+        state_dir: Path,
+        infer: Callable[[str, str], str],
+        start_training: Callable[[str], str],
+        retrain_threshold: int,
+        retrain_enabled: bool,
+        model_poll_seconds: float,
+    ) -> None:
+        self.datastore = datastore
+        self.tasks = dict(tasks)
+        self.model_paths = dict(model_paths)
+        self.events = EventLog(state_dir / "events.sqlite")
+        self.suggestions = SuggestionCache(state_dir / "suggestions", infer, self.version)
+        self.retrain = RetrainTrigger(state_dir / "retrain.json", retrain_threshold, retrain_enabled, start_training)
+        self._poll = model_poll_seconds
+        self._stop = threading.Event()
+        self._watcher = threading.Thread(target=self._watch_models, name="hope-model-watch", daemon=True)
+
+    def start(self) -> None:
+        """Start watching for newly published models."""
+        self._watcher.start()
+
+    def stop(self) -> None:
+        """Stop the watcher."""
+        self._stop.set()
+
+    def version(self, task: str) -> str | None:
+        """The served model version of ``task``."""
+        return model_version(self.model_paths[task])
+
+    def _watch_models(self) -> None:
+        seen = {task: self.version(task) for task in self.tasks}
+        while not self._stop.wait(self._poll):
+            current = {task: self.version(task) for task in self.tasks}
+            if current != seen:
+                logger.info(
+                    f"new model version(s) {current}; recomputing {self.suggestions.refresh_stale()} suggestions"
+                )
+                seen = current
+
+    def tasks_for(self, modality: str) -> list[str]:
+        """Tasks that annotate ``modality``."""
+        return [name for name, task in self.tasks.items() if modality.upper() in task.modalities]
+
+    def handle(self, event: dict[str, Any]) -> dict[str, Any]:
+        """Apply one store event; a repeated event id is acknowledged and ignored."""
+        if not self.events.first_time(event["id"], event["type"]):
+            return {"accepted": True, "duplicate": True}
+        self.datastore.invalidate()
+        actions: list[str] = []
+        uid = event["series_uid"]
+        if event["type"] == "series_stable":
+            if not event["valid"]:
+                self.datastore.flag(uid, event["reasons"])
+                actions.append(f"flagged: {'; '.join(event['reasons'])}")
+            else:
+                for task in self.tasks_for(event["modality"]):
+                    self.suggestions.request(task, uid)
+                    actions.append(f"suggestion queued for {task}")
+        else:
+            for task in self.tasks:
+                if self.retrain.new_final_label(task):
+                    actions.append(f"retraining {task}")
+        return {"accepted": True, "duplicate": False, "actions": actions}
+
+    def state(self) -> dict[str, Any]:
+        """Model versions, retraining state, and per-series suggestion / final / validation state."""
+        suggestions = self.suggestions.state()
+        finals = set(self.datastore.final_labels())
+        series: dict[str, dict[str, Any]] = {}
+        for uid in self.datastore.list_images():
+            s = suggestions.get(uid, {})
+            current = [v["model_version"] for v in s.get("suggestions", {}).values() if v["current"]]
+            series[uid] = {
+                "final": uid in finals,
+                "suggestion_model_version": current[0] if current else None,
+                **s,
+            }
+        for uid, reasons in self.datastore.flagged.items():
+            series.setdefault(uid, {"final": False, "suggestion_model_version": None})["flags"] = reasons
+        return {
+            "model_versions": {task: self.version(task) for task in self.tasks},
+            "retrain": self.retrain.state(),
+            "series": series,
+        }
