@@ -20,11 +20,12 @@ from monailabel.interfaces.tasks.train import TrainTask
 from monailabel.utils.async_tasks.task import AsyncTask
 
 import hope
+from hope.admin.routes import build_router as build_admin_router
 from hope.config import ServerSettings, load_server_settings
 from hope.datastore.client import make_client
 from hope.datastore.orthanc import OrthancDatastore
 from hope.errors import NotFoundError
-from hope.sync.routes import build_router
+from hope.sync.routes import build_router as build_sync_router
 from hope.sync.service import SyncService
 from hope.tasks.segmentation import SegmentationTaskConfig
 
@@ -38,6 +39,7 @@ class HopeApp(MONAILabelApp):
         self.settings: ServerSettings = load_server_settings()
         self.tasks: dict[str, SegmentationTaskConfig] = {}
         self.sync: SyncService | None = None
+        self._mounted = False
         model_dir = Path(os.environ.get("HOPE_MODEL_DIR") or Path(app_dir) / "model")
         model_dir.mkdir(parents=True, exist_ok=True)
         for name in self.settings.tasks:
@@ -87,21 +89,31 @@ class HopeApp(MONAILabelApp):
         return strategies
 
     def server_mode(self, mode: bool) -> None:
-        """In the server (not in training subprocesses), start the sync service and its ``/hope`` routes."""
+        """In the server (not in training subprocesses), mount HOPE's routes and start the sync service."""
         super().server_mode(mode)
-        if mode and isinstance(self._datastore, OrthancDatastore) and self.sync is None:
-            from monailabel.app import app as fastapi_app  # the running server's FastAPI app
+        if not mode or self._mounted:
+            return
+        from monailabel.app import app as fastapi_app  # the running server's FastAPI app
 
+        admin = build_admin_router(
+            {name: task.definition for name, task in self.tasks.items()},
+            {name: task.registry for name, task in self.tasks.items()},
+        )
+        # HOPE's POST /train/{model} (bounds, who started it) must answer before MONAI Label's own route.
+        for route in reversed(admin.routes):
+            fastapi_app.router.routes.insert(0, route)
+        if isinstance(self._datastore, OrthancDatastore):
             self.sync = self._build_sync(self._datastore)
-            fastapi_app.include_router(build_router(self.sync))
+            fastapi_app.include_router(build_sync_router(self.sync))
             self.sync.start()
+        self._mounted = True
 
     def _build_sync(self, datastore: OrthancDatastore) -> SyncService:
         retrain = self.settings.extra.get("retrain", {})
         return SyncService(
             datastore=datastore,
             tasks={name: task.definition for name, task in self.tasks.items()},
-            model_paths={name: task.publish_path for name, task in self.tasks.items()},
+            versions=lambda name: self.tasks[name].registry.served_version(),
             state_dir=Path(datastore._datastore_path) / "sync",
             infer=self._compute_suggestion,
             start_training=self._start_training,
@@ -138,4 +150,7 @@ class HopeApp(MONAILabelApp):
                     "model_version": ready.model_version,
                 }
                 return {"label": str(copy), "tag": DefaultLabelTag.ORIGINAL, "file": str(copy), "params": params}
-        return super().infer(request, datastore)
+        served = self.tasks[model].registry.served_version()
+        result = super().infer(request, datastore)
+        result["params"]["model_version"] = served
+        return result

@@ -49,6 +49,7 @@ class TrainingDefaults:
     train_batch_size: int
     samples_per_image: int
     amp: bool
+    bounds: dict[str, tuple[float, float]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -135,6 +136,17 @@ def _labels(raw: Any, where: str) -> dict[str, int]:
     return labels
 
 
+def _bounds(raw: Any, where: str) -> dict[str, tuple[float, float]]:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: expected a mapping of parameter -> [min, max]")
+    bounds = {}
+    for key, pair in raw.items():
+        if not isinstance(pair, list | tuple) or len(pair) != 2 or float(pair[0]) > float(pair[1]):
+            raise ConfigError(f"{where}.{key}: expected [min, max] with min <= max, got {pair!r}")
+        bounds[str(key)] = (float(pair[0]), float(pair[1]))
+    return bounds
+
+
 def parse_task(data: dict[str, Any], where: str = "task") -> TaskDefinition:
     """Validate a task mapping (as read from YAML) into a :class:`TaskDefinition`."""
     pre = _require(data, "preprocessing", where)
@@ -162,6 +174,7 @@ def parse_task(data: dict[str, Any], where: str = "task") -> TaskDefinition:
             train_batch_size=int(train.get("train_batch_size", 1)),
             samples_per_image=int(train.get("samples_per_image", 2)),
             amp=bool(train.get("amp", True)),
+            bounds=_bounds(train.get("bounds", {}), f"{where}.training.bounds"),
         ),
         inference=InferenceSettings(
             sw_batch_size=int(infer.get("sw_batch_size", 2)), overlap=float(infer.get("overlap", 0.25))

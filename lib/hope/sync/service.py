@@ -11,7 +11,6 @@ from typing import Any
 from hope.config import TaskDefinition
 from hope.datastore.orthanc import OrthancDatastore
 from hope.sync.eventlog import EventLog
-from hope.sync.model_version import model_version
 from hope.sync.retrain import RetrainTrigger
 from hope.sync.suggestions import SuggestionCache
 
@@ -26,7 +25,7 @@ class SyncService:
         *,
         datastore: OrthancDatastore,
         tasks: Mapping[str, TaskDefinition],
-        model_paths: Mapping[str, Path],
+        versions: Callable[[str], str | None],
         state_dir: Path,
         infer: Callable[[str, str], str],
         start_training: Callable[[str], str],
@@ -36,7 +35,7 @@ class SyncService:
     ) -> None:
         self.datastore = datastore
         self.tasks = dict(tasks)
-        self.model_paths = dict(model_paths)
+        self._versions = versions
         self.events = EventLog(state_dir / "events.sqlite")
         self.suggestions = SuggestionCache(state_dir / "suggestions", infer, self.version)
         self.retrain = RetrainTrigger(state_dir / "retrain.json", retrain_threshold, retrain_enabled, start_training)
@@ -53,8 +52,8 @@ class SyncService:
         self._stop.set()
 
     def version(self, task: str) -> str | None:
-        """The served model version of ``task``."""
-        return model_version(self.model_paths[task])
+        """The served model version of ``task`` (e.g. ``v0003``)."""
+        return self._versions(task)
 
     def _watch_models(self) -> None:
         seen = {task: self.version(task) for task in self.tasks}

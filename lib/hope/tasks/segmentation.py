@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-import os
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +17,7 @@ from monailabel.tasks.activelearning.random import Random
 
 from hope.config import TaskDefinition, load_task
 from hope.infers.segmentation import SegmentationInfer
+from hope.models.registry import ModelRegistry
 from hope.networks import build_network
 from hope.trainers.segmentation import SegmentationTrainer
 
@@ -40,18 +41,28 @@ class SegmentationTaskConfig(TaskConfig):
         self.definition = load_task(name)
         self.labels = self.definition.labels
         self.network = build_network(self.definition)
-        self.publish_path = Path(model_dir) / f"{name}.pt"
+        self.registry = ModelRegistry(name, Path(model_dir))
+        self.publish_path = self.registry.served_path
         self.path = [str(self.publish_path)]
-        if not self.publish_path.exists():
-            self._write_initial_model()
+        if not self.registry.versions():
+            self._keep_initial_model()
+        self.registry.apply()
 
-    def _write_initial_model(self) -> None:
+    def _keep_initial_model(self) -> None:
         torch.manual_seed(0)
         initial = build_network(self.definition)
-        tmp = self.publish_path.with_suffix(".init")
-        torch.save({"model": initial.state_dict()}, tmp)
-        os.replace(tmp, self.publish_path)
-        logger.info(f"{self.name}: no trained model yet; wrote a seeded initial model to {self.publish_path}")
+        with tempfile.TemporaryDirectory() as tmp:
+            weights = Path(tmp) / "model.pt"
+            torch.save({"model": initial.state_dict()}, weights)
+            self.registry.add(
+                weights,
+                started_by="hope",
+                metrics={},
+                training_data=[],
+                params={},
+                note="seeded initial model, untrained",
+            )
+        logger.info(f"{self.name}: no trained model yet; kept a seeded initial model as the first version")
 
     def infer(self) -> InferTask:
         """The automatic segmentation infer task."""
@@ -59,7 +70,7 @@ class SegmentationTaskConfig(TaskConfig):
 
     def trainer(self) -> TrainTask:
         """The fine-tuning trainer, publishing to the served path."""
-        return SegmentationTrainer(self.definition, Path(self.model_dir), self.network, self.publish_path)
+        return SegmentationTrainer(self.definition, Path(self.model_dir), self.network, self.registry)
 
     def strategy(self) -> dict[str, Strategy]:
         """Baseline active-learning strategies."""

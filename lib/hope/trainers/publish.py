@@ -14,6 +14,8 @@ from typing import Any
 from monai.engines.workflow import Engine, Events
 from monailabel.tasks.train.handler import prepare_stats
 
+from hope.models.registry import ModelRegistry
+
 logger = logging.getLogger(__name__)
 
 
@@ -65,50 +67,72 @@ class LossGuard:
 
 
 class ProgressAndPublish:
-    """After every epoch, log a one-line progress report and write ``train_stats.json``.
+    """After every epoch, log a one-line progress report and append to ``train_stats.json``.
 
-    Only when the whole run completes is the best checkpoint copied, atomically, to the publish path that the infer
-    task serves from; a failed or stopped run leaves the served model untouched.
+    Only when the whole run completes is the best checkpoint kept as a new model version in the task's
+    :class:`~hope.models.registry.ModelRegistry`, which then serves the best (or the pinned) version atomically; a
+    failed or stopped run leaves the served model untouched.
     """
 
     def __init__(
         self,
         *,
         stats_path: Path,
-        publish_path: Path,
+        registry: ModelRegistry,
         best_checkpoint: Path,
         start_ts: float,
         trainer: Engine,
         evaluator: Engine | None,
+        started_by: str,
+        training_data: list[str],
+        params: dict[str, Any],
     ) -> None:
         self.stats_path = stats_path
-        self.publish_path = publish_path
+        self.registry = registry
         self.best_checkpoint = best_checkpoint
         self.start_ts = start_ts
         self.trainer = trainer
         self.evaluator = evaluator
+        self.started_by = started_by
+        self.training_data = training_data
+        self.params = params
+        self.history: list[dict[str, Any]] = []
 
     def attach(self) -> None:
         """Hook the epoch report on the evaluator (or trainer) and publication on the trainer's completion."""
         (self.evaluator or self.trainer).add_event_handler(Events.EPOCH_COMPLETED, self.report)
         self.trainer.add_event_handler(Events.COMPLETED, self.publish)
 
+    def _metrics(self) -> dict[str, float]:
+        merged: dict[str, float] = {}
+        for engine in (self.trainer, self.evaluator):
+            if engine is not None:
+                merged.update({k: float(v) for k, v in engine.state.metrics.items() if isinstance(v, int | float)})
+        return merged
+
     def report(self, _engine: Engine) -> None:
-        """Write the stats file and log epoch, loss and per-label Dice."""
-        stats = prepare_stats(self.start_ts, self.trainer, self.evaluator)
-        atomic_write_json(stats, self.stats_path)
-        metrics = (stats.get("eval") or stats.get("train") or {}).get("metrics", {})
-        dice = ", ".join(f"{k}={v:.3f}" for k, v in metrics.items() if isinstance(v, float))
+        """Write the stats file (with the per-epoch history) and log epoch, loss and Dice per label."""
         output = self.trainer.state.output
-        loss = output[0]["loss"] if isinstance(output, list) and output else None
-        logger.info(
-            f"epoch {self.trainer.state.epoch}/{self.trainer.state.max_epochs} "
-            f"loss={float(loss) if loss is not None else float('nan'):.4f} {dice}"
-        )
+        loss = float(output[0]["loss"]) if isinstance(output, list) and output else float("nan")
+        metrics = self._metrics()
+        self.history.append({"epoch": self.trainer.state.epoch, "loss": loss, **metrics})
+        stats = prepare_stats(self.start_ts, self.trainer, self.evaluator)
+        stats["history"] = self.history
+        atomic_write_json(stats, self.stats_path)
+        dice = ", ".join(f"{k.replace('_mean_dice', '')}={v:.3f}" for k, v in metrics.items())
+        logger.info(f"epoch {self.trainer.state.epoch}/{self.trainer.state.max_epochs} loss={loss:.4f} {dice}")
 
     def publish(self, _engine: Engine) -> None:
-        """Publish the best checkpoint of this run."""
+        """Keep the best checkpoint of this run as a new model version."""
         if not self.best_checkpoint.exists():
             raise FileNotFoundError(f"training finished without a checkpoint at {self.best_checkpoint}")
-        atomic_copy(self.best_checkpoint, self.publish_path)
-        logger.info(f"published model {self.best_checkpoint} -> {self.publish_path}")
+        version = self.registry.add(
+            self.best_checkpoint,
+            started_by=self.started_by,
+            metrics=self._metrics(),
+            training_data=self.training_data,
+            params=self.params,
+        )
+        logger.info(
+            f"kept model {version.version} (score {version.score:.3f}); serving {self.registry.served_version()}"
+        )

@@ -17,10 +17,13 @@ from monailabel.tasks.train.basic_train import BasicTrainTask, Context
 from monailabel.tasks.train.utils import region_wise_metrics
 
 from hope.config import TaskDefinition
+from hope.models.registry import ModelRegistry
 from hope.trainers.publish import LossGuard, ProgressAndPublish
 from hope.transforms import train_transforms, val_transforms
 
 logger = logging.getLogger(__name__)
+
+TRAIN_PARAMS = ("max_epochs", "val_split", "learning_rate", "early_stop_patience", "train_batch_size", "gpus")
 
 
 class SegmentationTrainer(BasicTrainTask):
@@ -30,9 +33,13 @@ class SegmentationTrainer(BasicTrainTask):
     progress goes to ``GET /train/`` and ``train_stats.json``, and MLflow's file store is not used.
     """
 
-    def __init__(self, task: TaskDefinition, model_dir: Path, network: torch.nn.Module, publish_path: Path) -> None:
+    def __init__(
+        self, task: TaskDefinition, model_dir: Path, network: torch.nn.Module, registry: ModelRegistry
+    ) -> None:
         self.task = task
         self._network = network
+        self.registry = registry
+        publish_path = registry.served_path
         defaults = task.training
         super().__init__(
             model_dir=str(model_dir),
@@ -123,13 +130,17 @@ class SegmentationTrainer(BasicTrainTask):
     def finalize(self, context: Context) -> None:
         """Replace the stock publisher: report every epoch, publish only a completed run, guard the loss."""
         if context.local_rank == 0:
+            params = {k: context.request.get(k) for k in TRAIN_PARAMS if k in context.request}
             ProgressAndPublish(
                 stats_path=Path(self._stats_path),
-                publish_path=Path(self._publish_path),
+                registry=self.registry,
                 best_checkpoint=Path(context.output_dir) / self._key_metric_filename,
                 start_ts=context.start_ts,
                 trainer=context.trainer,
                 evaluator=context.evaluator,
+                started_by=str(context.request.get("started_by", "unknown")),
+                training_data=[str(d.get("seg", d["label"])) for d in context.datalist],
+                params=params,
             ).attach()
         LossGuard().attach(context.trainer)
 
@@ -142,4 +153,3 @@ class SegmentationTrainer(BasicTrainTask):
             )
         logger.info(f"training {self.task.name} on {len(datalist)} labelled series")
         return datalist
-

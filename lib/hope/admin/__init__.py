@@ -1,0 +1,1 @@
+"""Admin control of training and serving, over REST."""

@@ -1,0 +1,93 @@
+"""Admin REST routes: start training within bounds, list model versions, pin or roll back, plot progress."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, Header, Response
+from monailabel.utils.async_tasks.task import AsyncTask
+from monailabel.utils.async_tasks.utils import tasks as train_tasks
+from pydantic import BaseModel
+
+from hope.admin.train_params import validate_train_params
+from hope.config import TaskDefinition
+from hope.errors import HopeHTTPError, NotFoundError
+from hope.models.plots import training_report_png
+from hope.models.registry import ModelRegistry
+
+
+class AlreadyTraining(HopeHTTPError):
+    """A training run is in progress; only one runs at a time."""
+
+    status = 429
+
+
+class PinRequest(BaseModel):
+    """Which version to serve."""
+
+    version: str
+
+
+def build_router(tasks: Mapping[str, TaskDefinition], registries: Mapping[str, ModelRegistry]) -> APIRouter:
+    """Routes bound to the app's tasks and their model registries."""
+    router = APIRouter(tags=["HOPE admin"])
+
+    def registry(task: str) -> ModelRegistry:
+        if task not in registries:
+            raise NotFoundError(f"no task named {task!r}; tasks: {', '.join(sorted(registries))}")
+        return registries[task]
+
+    @router.post("/train/{model}", summary="Start training a task, with parameters within the task's bounds")
+    def start_training(
+        model: str,
+        params: dict[str, Any] | None = None,
+        enqueue: bool = False,
+        x_hope_user: str = Header(default="admin"),
+    ) -> dict[str, Any]:
+        registry(model)
+        clean = validate_train_params(tasks[model], params)
+        active = [t for t in train_tasks("train") if t["status"] in ("SUBMITTED", "RUNNING")]
+        if active and not enqueue:
+            raise AlreadyTraining(
+                f"training of {active[0]['request'].get('model')} is already {active[0]['status'].lower()} (task "
+                f"{active[0]['id']}); wait for it (GET /train/), stop it (DELETE /train/), or repeat with "
+                "?enqueue=true to queue this one"
+            )
+        result, detail = AsyncTask.run(
+            "train", request={"model": model, "started_by": x_hope_user}, params=clean, enqueue=True
+        )
+        return result
+
+    @router.get("/hope/models/{task}/versions", summary="Kept model versions and which one serves")
+    def list_versions(task: str) -> dict[str, Any]:
+        reg = registry(task)
+        return {
+            "task": task,
+            "serving": reg.served_version(),
+            "pinned": reg.pinned(),
+            "versions": [{**v.__dict__, "score": v.score} for v in reg.versions()],
+        }
+
+    @router.put("/hope/models/{task}/pin", summary="Serve a kept version (pin or roll back)")
+    def pin(task: str, request: PinRequest) -> dict[str, Any]:
+        reg = registry(task)
+        reg.pin(request.version)
+        return {"task": task, "serving": reg.served_version(), "pinned": reg.pinned()}
+
+    @router.delete("/hope/models/{task}/pin", summary="Unpin: the best version serves again")
+    def unpin(task: str) -> dict[str, Any]:
+        reg = registry(task)
+        reg.unpin()
+        return {"task": task, "serving": reg.served_version(), "pinned": reg.pinned()}
+
+    @router.get("/hope/models/{task}/plot.png", summary="Training curves and Dice per version, as PNG")
+    def plot(task: str) -> Response:
+        reg = registry(task)
+        stats = Path(reg.root.parent) / "train_stats.json"
+        history = json.loads(stats.read_text()).get("history", []) if stats.exists() else []
+        return Response(training_report_png(task, history, reg.versions()), media_type="image/png")
+
+    return router

@@ -1,0 +1,1 @@
+"""Model versions: every finished training run is kept; one version serves per task."""

@@ -1,0 +1,163 @@
+"""Keeps every model version of a task and decides which one serves.
+
+Layout under ``<model_dir>/<task>/versions/``::
+
+    v0001/model.pt      the weights of that version
+    v0001/meta.json     when, who, metrics (Dice per label), training data (SEG UIDs), parameters
+    serving.json        {"pinned": "v0003"} or {"pinned": null} (the best version serves)
+
+The served file ``<model_dir>/<task>.pt`` is only ever replaced by ``os.replace``; MONAI Label's infer task reloads
+it when its modification time changes, so switching versions needs no restart.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import tempfile
+import threading
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from hope.errors import InvalidInputError, NotFoundError
+
+_VERSION = re.compile(r"^v(\d{4,})$")
+
+
+@dataclass
+class ModelVersion:
+    """Metadata of one kept model version."""
+
+    version: str
+    created: str
+    started_by: str
+    metrics: dict[str, float] = field(default_factory=dict)
+    training_data: list[str] = field(default_factory=list)
+    params: dict[str, Any] = field(default_factory=dict)
+    note: str = ""
+
+    @property
+    def score(self) -> float:
+        """The metric that ranks versions: validation mean Dice, else training mean Dice, else -1."""
+        for key in ("val_mean_dice", "train_mean_dice"):
+            if key in self.metrics:
+                return float(self.metrics[key])
+        return -1.0
+
+
+class ModelRegistry:
+    """All versions of one task's model, and the choice of the serving one."""
+
+    def __init__(self, task: str, model_dir: Path) -> None:
+        self.task = task
+        self.root = model_dir / task / "versions"
+        self.served_path = model_dir / f"{task}.pt"
+        self._lock = threading.Lock()
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    # ------------------------------------------------------------------------------------------------ reading
+    def versions(self) -> list[ModelVersion]:
+        """Every kept version, oldest first."""
+        found = []
+        for meta in sorted(self.root.glob("v*/meta.json")):
+            found.append(ModelVersion(**json.loads(meta.read_text())))
+        return found
+
+    def get(self, version: str) -> ModelVersion:
+        """One version; 404 when it is not kept."""
+        meta = self.root / version / "meta.json"
+        if not _VERSION.match(version) or not meta.exists():
+            known = ", ".join(v.version for v in self.versions()) or "none"
+            raise NotFoundError(f"{self.task} has no model version {version!r}; kept versions: {known}")
+        return ModelVersion(**json.loads(meta.read_text()))
+
+    def pinned(self) -> str | None:
+        """The pinned version, or ``None`` when the best version serves."""
+        serving = self.root / "serving.json"
+        return json.loads(serving.read_text()).get("pinned") if serving.exists() else None
+
+    def best(self) -> ModelVersion | None:
+        """The version with the highest score (the newest among equals)."""
+        versions = self.versions()
+        return max(reversed(versions), key=lambda v: v.score) if versions else None
+
+    def serving(self) -> ModelVersion | None:
+        """The version that serves now: the pinned one, else the best."""
+        pinned = self.pinned()
+        return self.get(pinned) if pinned else self.best()
+
+    # ------------------------------------------------------------------------------------------------ writing
+    def add(
+        self,
+        weights: Path,
+        *,
+        started_by: str,
+        metrics: dict[str, float],
+        training_data: list[str],
+        params: dict[str, Any],
+        note: str = "",
+    ) -> ModelVersion:
+        """Keep ``weights`` as a new version, then serve whichever version should serve."""
+        with self._lock:
+            numbers = [int(m.group(1)) for p in self.root.iterdir() if (m := _VERSION.match(p.name))]
+            version = f"v{max(numbers, default=0) + 1:04d}"
+            tmp = Path(tempfile.mkdtemp(dir=self.root, prefix=f".{version}."))
+            shutil.copyfile(weights, tmp / "model.pt")
+            meta = ModelVersion(
+                version=version,
+                created=datetime.now(UTC).isoformat(timespec="seconds"),
+                started_by=started_by,
+                metrics={k: float(v) for k, v in metrics.items()},
+                training_data=list(training_data),
+                params=params,
+                note=note,
+            )
+            (tmp / "meta.json").write_text(json.dumps(asdict(meta), indent=2, default=str))
+            tmp.rename(self.root / version)
+        self.apply()
+        return meta
+
+    def pin(self, version: str) -> ModelVersion:
+        """Serve ``version`` until unpinned (this is also how an admin rolls back)."""
+        chosen = self.get(version)
+        self._write_serving(version)
+        self.apply()
+        return chosen
+
+    def unpin(self) -> ModelVersion | None:
+        """Let the best version serve again."""
+        self._write_serving(None)
+        self.apply()
+        return self.serving()
+
+    def _write_serving(self, pinned: str | None) -> None:
+        if pinned is not None and not (self.root / pinned / "model.pt").exists():
+            raise InvalidInputError(f"cannot pin {pinned}: its weights are missing")
+        tmp = self.root / ".serving.json.tmp"
+        tmp.write_text(json.dumps({"pinned": pinned}))
+        os.replace(tmp, self.root / "serving.json")
+
+    def apply(self) -> None:
+        """Make the served file hold the serving version's weights (atomic; no-op when already so)."""
+        with self._lock:
+            chosen = self.serving()
+            if chosen is None:
+                return
+            source = self.root / chosen.version / "model.pt"
+            marker = self.root / "served_version"
+            if self.served_path.exists() and marker.exists() and marker.read_text() == chosen.version:
+                return
+            fd, tmp = tempfile.mkstemp(dir=self.served_path.parent, prefix=f".{self.served_path.name}.")
+            os.close(fd)
+            shutil.copyfile(source, tmp)
+            os.replace(tmp, self.served_path)
+            marker.write_text(chosen.version)
+
+    def served_version(self) -> str | None:
+        """The version whose weights are in the served file."""
+        marker = self.root / "served_version"
+        return marker.read_text() if marker.exists() else None
