@@ -1,0 +1,57 @@
+"""The plugin's settings: the ``"Hope"`` section of Orthanc's configuration file."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+DEFAULT_RETRY_SECONDS = 30.0
+DEFAULT_TIMEOUT_SECONDS = 5.0
+
+
+@dataclass(frozen=True)
+class PluginConfig:
+    """Where HOPE listens, where the plugin keeps its state, and how patiently it delivers events.
+
+    ``retry_seconds`` caps the pause between delivery attempts while HOPE is down; ``timeout_seconds`` bounds
+    one ``POST /hope/events``.
+    """
+
+    hope_url: str
+    state_dir: Path
+    retry_seconds: float = DEFAULT_RETRY_SECONDS
+    timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS
+
+    @property
+    def database(self) -> Path:
+        """The plugin's SQLite file (outbox, worklist, catalog)."""
+        return self.state_dir / "hope-plugin.sqlite"
+
+    @classmethod
+    def from_section(cls, section: Mapping[str, Any] | None) -> PluginConfig:
+        """Parse ``{"Url": ..., "StateDirectory": ..., "RetrySeconds": ..., "TimeoutSeconds": ...}``.
+
+        Raises ``ValueError`` naming the key that is missing or wrong.
+        """
+        if not isinstance(section, Mapping):
+            raise ValueError('the Orthanc configuration needs a "Hope" section with "Url" and "StateDirectory"')
+        url, state_dir = section.get("Url"), section.get("StateDirectory")
+        if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+            raise ValueError(f'"Hope.Url" must be HOPE\'s http(s) root URL, got {url!r}')
+        if not isinstance(state_dir, str) or not state_dir:
+            raise ValueError(f'"Hope.StateDirectory" must be a folder path, got {state_dir!r}')
+        return cls(
+            hope_url=url.rstrip("/"),
+            state_dir=Path(state_dir),
+            retry_seconds=_positive(section, "RetrySeconds", DEFAULT_RETRY_SECONDS),
+            timeout_seconds=_positive(section, "TimeoutSeconds", DEFAULT_TIMEOUT_SECONDS),
+        )
+
+
+def _positive(section: Mapping[str, Any], key: str, default: float) -> float:
+    value = section.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+        raise ValueError(f'"Hope.{key}" must be a positive number of seconds, got {value!r}')
+    return float(value)
