@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
+import yaml
 
-from hope.config import load_task
+from hope.config import DEFAULT_CONFIG_DIR, load_task
 from hope.services.hope_server import hope_server_process
 from hope.services.orthanc import OrthancSettings, orthanc_process
 from hope.services.process import free_port
@@ -25,6 +28,17 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)
+
+
+def config_dir_with(tmp: Path, **server: Any) -> Path:
+    """A copy of ``configs/`` in ``tmp`` whose ``server.yaml`` sections are updated with ``server``."""
+    dest = tmp / "configs"
+    shutil.copytree(DEFAULT_CONFIG_DIR, dest, dirs_exist_ok=True)
+    settings = yaml.safe_load((dest / "server.yaml").read_text())
+    for section, values in server.items():
+        settings.setdefault(section, {}).update(values)
+    (dest / "server.yaml").write_text(yaml.safe_dump(settings))
+    return dest
 
 
 @pytest.fixture(scope="session")

@@ -62,7 +62,7 @@ class HopeApp(MONAILabelApp):
         cache = monailabel_settings.MONAI_LABEL_DICOMWEB_CACHE_PATH or str(Path(self.app_dir) / "cache")
         first_task = next(iter(self.tasks.values()))
         return OrthancDatastore(
-            client=make_client(
+            client_factory=lambda: make_client(
                 self.studies,
                 self.settings.datastore.timeout_seconds,
                 monailabel_settings.MONAI_LABEL_DICOMWEB_USERNAME,
@@ -98,6 +98,7 @@ class HopeApp(MONAILabelApp):
         admin = build_admin_router(
             {name: task.definition for name, task in self.tasks.items()},
             {name: task.registry for name, task in self.tasks.items()},
+            lambda name: self._trainers[name].config(),
         )
         # HOPE's POST /train/{model} (bounds, who started it) must answer before MONAI Label's own route.
         for route in reversed(admin.routes):

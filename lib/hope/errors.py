@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import logging
+
 from fastapi import HTTPException
+
+logger = logging.getLogger(__name__)
 
 
 class HopeHTTPError(HTTPException):
@@ -13,6 +17,7 @@ class HopeHTTPError(HTTPException):
     def __init__(self, reason: str) -> None:
         super().__init__(status_code=self.status, detail=reason)
         self.reason = reason
+        logger.info(f"answering {self.status}: {reason}")
 
     def __str__(self) -> str:
         return f"{self.status}: {self.reason}"

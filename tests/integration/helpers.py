@@ -14,6 +14,8 @@ import requests
 import SimpleITK as sitk
 from dicomweb_client import DICOMwebClient
 from pydicom.dataset import Dataset
+from pydicom.uid import ExplicitVRLittleEndian
+from pynetdicom import AE
 
 from hope.dicom.volume import read_series
 
@@ -95,3 +97,18 @@ def wait_for_training(hope_url: str, timeout: float) -> dict[str, Any]:
         return task if task.get("status") not in {"SUBMITTED", "RUNNING"} else None
 
     return poll(finished, timeout, "training to finish", interval=1.0)
+
+
+def c_store(dicom_port: int, datasets: list[Dataset]) -> None:
+    """Send ``datasets`` to Orthanc (AET HOPE) by DICOM C-STORE, as a modality does."""
+    ae = AE(ae_title="HOPE-TEST")
+    for sop_class in {ds.SOPClassUID for ds in datasets}:
+        ae.add_requested_context(sop_class, ExplicitVRLittleEndian)
+    assoc = ae.associate("127.0.0.1", dicom_port, ae_title="HOPE")
+    assert assoc.is_established, "Orthanc refused the association"
+    try:
+        for ds in datasets:
+            status = assoc.send_c_store(ds)
+            assert status and status.Status == 0x0000, f"C-STORE failed: {status}"
+    finally:
+        assoc.release()

@@ -19,8 +19,6 @@ import pytest
 import requests
 from dicomweb_client import DICOMwebClient
 from pydicom.dataset import Dataset
-from pydicom.uid import ExplicitVRLittleEndian
-from pynetdicom import AE
 
 from hope.demo import store_phantom
 from hope.dicom.seg import label_to_seg
@@ -29,7 +27,7 @@ from hope.phantoms import Phantom, generate_neck_ct
 from hope.services.orthanc import OrthancSettings, orthanc_process
 from hope.services.process import ManagedProcess, free_port
 
-from .helpers import poll
+from .helpers import c_store, poll
 
 pytestmark = pytest.mark.slow
 
@@ -176,21 +174,6 @@ def _series(seed: int, labels: dict[str, int]) -> Series:
     return Series(phantom, volume_to_datasets(phantom.image, phantom.spacing, identity))
 
 
-def _c_store(settings: OrthancSettings, datasets: list[Dataset]) -> None:
-    """Send ``datasets`` to Orthanc (AET HOPE) by DICOM C-STORE, as a modality does."""
-    ae = AE(ae_title="HOPE-TEST")
-    for sop_class in {ds.SOPClassUID for ds in datasets}:
-        ae.add_requested_context(sop_class, ExplicitVRLittleEndian)
-    assoc = ae.associate("127.0.0.1", settings.dicom_port, ae_title="HOPE")
-    assert assoc.is_established, "Orthanc refused the association"
-    try:
-        for ds in datasets:
-            status = assoc.send_c_store(ds)
-            assert status and status.Status == 0x0000, f"C-STORE failed: {status}"
-    finally:
-        assoc.release()
-
-
 def _stow(settings: OrthancSettings, datasets: list[Dataset]) -> None:
     DICOMwebClient(settings.dicomweb_url).store_instances(datasets)
 
@@ -203,7 +186,7 @@ def _wait_for(hope: HopeStub, event_type: str, series_uid: str) -> dict[str, Any
 def c_stored(orthanc: PluginOrthanc, spine_labels: dict[str, int]) -> Series:
     """A phantom CT series sent by C-STORE."""
     series = _series(101, spine_labels)
-    _c_store(orthanc.settings, series.datasets)
+    c_store(orthanc.settings.dicom_port, series.datasets)
     return series
 
 
@@ -253,7 +236,7 @@ def test_invalid_series_are_flagged_with_the_reason(
     _stow(orthanc.settings, thin_datasets)
     stacked = _series(104, spine_labels).datasets[:4]
     stacked[3].ImagePositionPatient = stacked[2].ImagePositionPatient
-    _c_store(orthanc.settings, stacked)
+    c_store(orthanc.settings.dicom_port, stacked)
 
     expected = {
         thin.uid: ["only 2 slice(s); a CT volume needs at least 3 slices"],

@@ -111,3 +111,11 @@ def test_unwritable_volumes_are_rejected(bad: np.ndarray) -> None:
 def test_non_positive_spacing_is_rejected(volume: np.ndarray) -> None:
     with pytest.raises(ValueError, match="spacing"):
         volume_to_datasets(volume, (1.0, 0.0, 1.0), new_identity("P-8"))
+
+
+def test_datasets_serialise_as_part10_with_any_writer() -> None:
+    """``dcmwrite`` with default arguments (as dicomweb-client's STOW-RS calls it) writes the DICM prefix."""
+    datasets = volume_to_datasets(np.zeros((3, 4, 4), dtype=np.int16), (1.0, 1.0, 1.0), new_identity("P10"))
+    buffer = io.BytesIO()
+    pydicom.dcmwrite(buffer, datasets[0])
+    assert buffer.getvalue()[128:132] == b"DICM"

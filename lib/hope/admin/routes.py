@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -31,8 +31,12 @@ class PinRequest(BaseModel):
     version: str
 
 
-def build_router(tasks: Mapping[str, TaskDefinition], registries: Mapping[str, ModelRegistry]) -> APIRouter:
-    """Routes bound to the app's tasks and their model registries."""
+def build_router(
+    tasks: Mapping[str, TaskDefinition],
+    registries: Mapping[str, ModelRegistry],
+    published_config: Callable[[str], Mapping[str, Any]],
+) -> APIRouter:
+    """Routes bound to the app's tasks, their model registries, and the trainer configs published in ``/info/``."""
     router = APIRouter(tags=["HOPE admin"])
 
     def registry(task: str) -> ModelRegistry:
@@ -48,7 +52,7 @@ def build_router(tasks: Mapping[str, TaskDefinition], registries: Mapping[str, M
         x_hope_user: str = Header(default="admin"),
     ) -> dict[str, Any]:
         registry(model)
-        clean = validate_train_params(tasks[model], params)
+        clean = validate_train_params(tasks[model], params, published_config(model))
         active = [t for t in train_tasks("train") if t["status"] in ("SUBMITTED", "RUNNING")]
         if active and not enqueue:
             raise AlreadyTraining(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -27,15 +28,24 @@ def _gpus(value: Any) -> str:
     return ",".join(str(i) for i in ids)
 
 
-def validate_train_params(task: TaskDefinition, params: dict[str, Any] | None) -> dict[str, Any]:
-    """Check ``params`` against ``task.training.bounds``; return them typed, or raise a 422 naming the problem."""
+def validate_train_params(
+    task: TaskDefinition, params: dict[str, Any] | None, published: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """Check ``params`` against ``task.training.bounds``; return them typed, or raise a 422 naming the problem.
+
+    Clients such as Slicer echo the trainer configuration the server publishes in ``/info/`` and add their
+    ``client_id``; those keys pass through unchanged, while bounded keys are checked and anything else is refused.
+    """
     params = dict(params or {})
+    passthrough = set(published or {}) | {"client_id"}
     allowed = set(task.training.bounds) | {"gpus"}
-    unknown = sorted(set(params) - allowed)
+    unknown = sorted(set(params) - allowed - passthrough)
     if unknown:
         raise InvalidInputError(f"unknown training parameter(s) {unknown}; allowed: {sorted(allowed)}")
-    clean: dict[str, Any] = {}
+    clean: dict[str, Any] = {k: v for k, v in params.items() if k in passthrough and k not in allowed}
     for key, value in params.items():
+        if key in clean:
+            continue
         if key == "gpus":
             clean[key] = _gpus(value)
             continue

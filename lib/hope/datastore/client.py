@@ -22,8 +22,14 @@ class TimeoutSession(requests.Session):
 
 
 def make_client(url: str, timeout: float, username: str = "", password: str = "") -> DICOMwebClient:
-    """A DICOMweb client for ``url`` (e.g. ``http://127.0.0.1:8042/dicom-web``), with basic auth when given."""
+    """A DICOMweb client for ``url`` (e.g. ``http://127.0.0.1:8042/dicom-web``), with basic auth when given.
+
+    dicomweb-client's own retries (about 30 s of back-off on a refused connection) are off: a store that is down
+    is reported at once, and callers that can wait (Orthanc's plugin outbox) do their own retrying.
+    """
     session = TimeoutSession(timeout)
     if username and password:
         session.auth = (username, password)
-    return DICOMwebClient(url=url.rstrip("/"), session=session)
+    client = DICOMwebClient(url=url.rstrip("/"), session=session)
+    client.set_http_retry_params(retry=False)
+    return client

@@ -19,7 +19,7 @@ import logging
 import shutil
 import tempfile
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -78,12 +78,13 @@ class OrthancDatastore(LocalDatastore):
 
     def __init__(
         self,
-        client: DICOMwebClient,
+        client_factory: Callable[[], DICOMwebClient],
         settings: DatastoreSettings,
         label_map: Mapping[str, int],
         cache_path: Path,
     ) -> None:
-        self._client = client
+        self._client_factory = client_factory
+        self._clients = threading.local()
         self._settings = settings
         self._label_map = dict(label_map)
         self._listing: TTLCache = TTLCache(maxsize=4, ttl=settings.list_cache_seconds)
@@ -95,6 +96,14 @@ class OrthancDatastore(LocalDatastore):
             json.loads(self._flags_path.read_text()) if self._flags_path.exists() else {}
         )
         super().__init__(datastore_path=str(cache_path), auto_reload=False)
+
+    @property
+    def _client(self) -> DICOMwebClient:
+        """This thread's DICOMweb client (a client and its HTTP session are not safe to share across threads)."""
+        client = getattr(self._clients, "client", None)
+        if client is None:
+            client = self._clients.client = self._client_factory()
+        return client
 
     # ----------------------------------------------------------------------------------------------- listing
     def name(self) -> str:

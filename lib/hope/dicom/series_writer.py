@@ -225,6 +225,9 @@ def _slice_dataset(
     ds.PixelData = np.ascontiguousarray(pixels, dtype="<i2").tobytes()
     ds.file_meta = _file_meta(sop_class, ds.SOPInstanceUID)
     ds.is_little_endian, ds.is_implicit_VR = True, False
+    # A preamble makes every writer (dicomweb-client's STOW-RS uses ``dcmwrite`` as-is) emit a Part-10 file with
+    # ``DICM``; without it Orthanc stores a headerless stream and WADO-RS hands it back unreadable.
+    ds.preamble = b"\0" * 128
     return ds
 
 

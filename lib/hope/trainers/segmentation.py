@@ -56,6 +56,7 @@ class SegmentationTrainer(BasicTrainTask):
                 "dataset": "Dataset",
                 "dataloader": "DataLoader",
                 "multi_gpu": False,
+                "tracking": ["None"],
             },
             tracking=None,
             find_unused_parameters=False,

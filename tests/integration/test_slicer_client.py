@@ -1,0 +1,213 @@
+"""A 3D Slicer annotation session against a real HOPE server, driven by the Slicer plugin's own client.
+
+The MONAI Label extension for 3D Slicer talks to the server through ``MONAILabelLib/client.py``
+(``MONAILabelClient``). The monailabel wheel ships that plugin as data files, so the very client Slicer runs is
+loaded here from the installed package (never copied into this repository). Where Slicer itself does plain
+HTTP (downloading the next sample from ``/datastore/image`` when the datastore is not on the same machine),
+the test does the same request.
+
+The session: server info -> next sample -> download it -> infer -> submit a corrected label (a DICOM SEG in
+Orthanc) -> start training -> stop it.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import importlib.util
+import sys
+import time
+import warnings
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+import pytest
+import requests
+import SimpleITK as sitk
+from dicomweb_client import DICOMwebClient
+from pydicom.dataset import Dataset
+
+from hope.demo import StoredPhantom, store_phantom
+from hope.phantoms import generate_neck_ct
+from hope.services.orthanc import OrthancSettings
+
+from .helpers import nifti_bytes, poll, seg_series
+
+pytestmark = pytest.mark.slow
+
+SLICER_CLIENT = "plugins/slicer/MONAILabel/MONAILabelLib/client.py"
+SEEDS = (41, 42, 43)
+
+
+def _slicer_client_path() -> Path:
+    """``client.py`` of the Slicer plugin, as installed with the monailabel wheel (``<prefix>/monailabel/...``)."""
+    dist = importlib.metadata.distribution("monailabel")
+    for file in dist.files or []:
+        if str(file).endswith(SLICER_CLIENT):
+            return Path(dist.locate_file(file)).resolve()
+    return Path(sys.prefix) / "monailabel" / SLICER_CLIENT  # data files land under the environment's prefix
+
+
+@pytest.fixture(scope="module")
+def slicer_lib() -> ModuleType:
+    """The Slicer plugin's client module, imported from the installed file.
+
+    It needs only the standard library and ``requests`` (nothing from Slicer); it imports ``cgi``, which is
+    deprecated since Python 3.11, hence the silenced warning.
+    """
+    path = _slicer_client_path()
+    if not path.is_file():
+        pytest.skip(f"the monailabel wheel's Slicer plugin is not installed ({path} is missing)")
+    spec = importlib.util.spec_from_file_location("monailabel_slicer_client", path)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def slicer(slicer_lib: ModuleType, hope_url: str, tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """``MONAILabelClient`` as Slicer builds it: server URL, a temporary folder, a client id."""
+    return slicer_lib.MONAILabelClient(hope_url, tmpdir=str(tmp_path_factory.mktemp("slicer")), client_id="slicer")
+
+
+@pytest.fixture(scope="module")
+def phantoms(orthanc: OrthancSettings, spine_labels: dict[str, int]) -> dict[str, StoredPhantom]:
+    """Three unlabelled phantom CT series in Orthanc, by SeriesInstanceUID."""
+    stored = [
+        store_phantom(orthanc.url, generate_neck_ct(seed, spine_labels), patient_id=f"SLICER-{seed}")
+        for seed in SEEDS
+    ]
+    return {s.series_uid: s for s in stored}
+
+
+def _unlabelled(slicer: Any) -> set[str]:
+    """Series the server lists without a final label (``GET /datastore/?output=all`` through the client)."""
+    return {uid for uid, obj in slicer.datastore()["objects"].items() if not obj.get("labels", {}).get("final")}
+
+
+def _read_image(path: str | Path) -> sitk.Image:
+    return sitk.ReadImage(str(path))
+
+
+def test_slicer_annotation_session(
+    slicer: Any,
+    slicer_lib: ModuleType,
+    hope_url: str,
+    orthanc: OrthancSettings,
+    phantoms: dict[str, StoredPhantom],
+    spine_labels: dict[str, int],
+    tmp_path: Path,
+) -> None:
+    """Everything an annotator does in Slicer's MONAI Label module works against HOPE and lands in Orthanc."""
+    # 1. Server info: the module fills its model, strategy and trainer boxes from it.
+    info = slicer.info()
+    assert info["name"] == "HOPE"
+    assert "spine_ct" in info["models"], info["models"].keys()
+    assert info["models"]["spine_ct"]["labels"] == spine_labels
+    assert "spine_ct" in info["trainers"]
+    assert "random" in info["strategies"]
+
+    # 2. Next sample. Other tests may have stored series too: every answer must be an unlabelled listed
+    # series, and the random strategy never repeats a picked one while unpicked ones remain, so ours comes up.
+    ours = set(phantoms)
+    poll(lambda: ours <= _unlabelled(slicer), timeout=30, what="the SLICER phantoms to be listed")
+
+    def next_ours() -> dict[str, Any] | None:
+        pool = _unlabelled(slicer)
+        sample = slicer.next_sample("random", {})
+        assert sample.get("id") in pool, f"next sample {sample.get('id')} is not an unlabelled series"
+        return sample if sample["id"] in ours else None
+
+    sample = poll(next_ours, timeout=60, what="the random strategy to offer a SLICER phantom", interval=0)
+    image_id = sample["id"]
+    stored = phantoms[image_id]
+    # Slicer names the downloaded file after ``name`` and picks the reader by its extension.
+    assert sample["name"].endswith(".nii.gz"), sample
+    picked = requests.get(f"{hope_url}/datastore/image/info", params={"image": image_id}, timeout=30).json()
+    assert picked["strategy"]["random"]["client_id"] == "slicer"  # what keeps ``random`` from repeating it
+
+    # 3. Download the image as Slicer does when the server's files are not local to it.
+    response = requests.get(f"{hope_url}/datastore/image", params={"image": image_id}, timeout=120)
+    assert response.status_code == 200, response.text
+    image_file = tmp_path / sample["name"]
+    image_file.write_bytes(response.content)
+    image = _read_image(image_file)
+    z, y, x = stored.phantom.image.shape
+    assert image.GetSize() == (x, y, z)
+    np.testing.assert_allclose(image.GetSpacing(), stored.phantom.spacing, atol=1e-3)
+    np.testing.assert_array_equal(sitk.GetArrayFromImage(image), stored.phantom.image)
+
+    # 4. Auto segmentation: the label comes back as a file on the image's grid, with the label names.
+    label_file, params = slicer.infer("spine_ct", image_id, {})
+    assert label_file, "infer returned no label file"
+    label = _read_image(label_file)
+    assert label.GetSize() == image.GetSize()
+    np.testing.assert_allclose(label.GetOrigin(), image.GetOrigin(), atol=1e-3)
+    np.testing.assert_allclose(label.GetSpacing(), image.GetSpacing(), atol=1e-3)
+    assert set(np.unique(sitk.GetArrayFromImage(label)).tolist()) <= {0, *spine_labels.values()}
+    assert params["label_names"] == spine_labels
+
+    # 5. Submit Label: Slicer sends the corrected labelmap on the downloaded image's grid, without a tag.
+    corrected = tmp_path / "corrected.nii.gz"
+    corrected.write_bytes(nifti_bytes(stored.phantom.label, image))
+    client = DICOMwebClient(orthanc.dicomweb_url)
+    before = {s.SeriesInstanceUID for s in seg_series(client)}
+    label_info = [{"name": name, "idx": value} for name, value in spine_labels.items()]
+    saved = slicer.save_label(image_id, str(corrected), params={"label_info": label_info})
+    assert saved["image"] == image_id
+    new = [s for s in seg_series(client) if s.SeriesInstanceUID not in before]
+    assert len(new) == 1, [s.SeriesInstanceUID for s in new]
+    metadata = client.retrieve_series_metadata(new[0].StudyInstanceUID, new[0].SeriesInstanceUID)[0]
+    meta = Dataset.from_json(metadata, bulk_data_uri_handler=lambda uri: b"")  # pixel data not needed
+    assert meta.ReferencedSeriesSequence[0].SeriesInstanceUID == image_id
+    assert meta.StudyInstanceUID == stored.study_uid
+    assert image_id not in _unlabelled(slicer)
+
+    # 6. Training: Slicer sends the trainer's config table from ``/info/`` (first choice of every list), here
+    # edited to one epoch without validation, and the client adds its ``client_id``. Wait until no other
+    # test's run is going, start it, see it run, stop it.
+    params = {k: v[0] if isinstance(v, list) else v for k, v in info["trainers"]["spine_ct"]["config"].items()}
+    params.update(max_epochs=1, val_split=0.0)
+    poll(lambda: not slicer.train_status(True), timeout=600, what="other training runs to end", interval=1.0)
+    task = _train_start(slicer, slicer_lib, params)
+    assert task["status"] in {"SUBMITTED", "RUNNING"}, task
+    poll(lambda: _training_or_ended(slicer, task["id"]), timeout=60, what="the trainer to start its epochs")
+    if _train_task(slicer, task["id"])["status"] == "RUNNING":  # else it finished already: nothing to stop
+        stopped = slicer.train_stop()
+        assert stopped["id"] == task["id"], stopped
+        assert stopped["status"] == "STOPPED"
+    final = _train_task(slicer, task["id"])
+    assert final["status"] in {"STOPPED", "DONE"}, "\n".join(final.get("details", []))
+    assert final["end_ts"]
+
+
+def _train_start(slicer: Any, slicer_lib: ModuleType, params: dict[str, Any]) -> dict[str, Any]:
+    """``train_start``; a run someone else started in between (HTTP 429) is waited out, within a deadline."""
+    deadline = time.monotonic() + 600
+    while True:
+        try:
+            return slicer.train_start("spine_ct", dict(params))
+        except slicer_lib.MONAILabelClientException as exc:
+            if "Status: 429" not in exc.msg or time.monotonic() > deadline:
+                raise
+        poll(lambda: not slicer.train_status(True), timeout=600, what="the other training run to end", interval=1.0)
+
+
+def _training_or_ended(slicer: Any, task_id: str) -> bool:
+    """The run has ended, or a training process is running and its log says the trainer has read its data."""
+    task = _train_task(slicer, task_id)
+    if task["status"] not in {"SUBMITTED", "RUNNING"}:
+        return True
+    started = any("Records for Training" in line or "Epoch" in line for line in task.get("details", []))
+    return started and slicer.train_status(True)
+
+
+def _train_task(slicer: Any, task_id: str) -> dict[str, Any]:
+    """Our training task from ``GET /train/?all=true`` (the client's ``train_status`` shows only the latest)."""
+    response = requests.get(f"{slicer.get_server_url()}/train/", params={"all": "true"}, timeout=30)
+    response.raise_for_status()
+    return next(t for t in response.json() if t["id"] == task_id)
