@@ -21,6 +21,8 @@ from monailabel.utils.async_tasks.task import AsyncTask
 
 import hope
 from hope.admin.routes import build_router as build_admin_router
+from hope.cases import CaseRepository, load_vocabulary, make_engine, orthanc_study_exists
+from hope.cases import build_router as build_cases_router
 from hope.config import ServerSettings, load_server_settings
 from hope.datastore.client import make_client
 from hope.datastore.orthanc import OrthancDatastore
@@ -107,7 +109,18 @@ class HopeApp(MONAILabelApp):
             self.sync = self._build_sync(self._datastore)
             fastapi_app.include_router(build_sync_router(self.sync))
             self.sync.start()
+            fastapi_app.include_router(build_cases_router(self._case_repository()))
         self._mounted = True
+
+    def _case_repository(self) -> CaseRepository:
+        vocabulary = load_vocabulary()
+        lookup = orthanc_study_exists(
+            self.studies,
+            self.settings.datastore.timeout_seconds,
+            monailabel_settings.MONAI_LABEL_DICOMWEB_USERNAME,
+            monailabel_settings.MONAI_LABEL_DICOMWEB_PASSWORD,
+        )
+        return CaseRepository(make_engine(vocabulary.database_url_for()), vocabulary, lookup)
 
     def _build_sync(self, datastore: OrthancDatastore) -> SyncService:
         retrain = self.settings.extra.get("retrain", {})

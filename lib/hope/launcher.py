@@ -36,6 +36,7 @@ def main() -> None:
         data_dir=data_dir / "orthanc",
         http_port=_env_int("HOPE_ORTHANC_HTTP_PORT", 8042),
         dicom_port=_env_int("HOPE_ORTHANC_DICOM_PORT", 4242),
+        hope_url=f"http://127.0.0.1:{port}",
     )
     orthanc = orthanc_process(orthanc_settings)
     server = hope_server_process(orthanc_settings.dicomweb_url, port, data_dir)

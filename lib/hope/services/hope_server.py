@@ -19,6 +19,7 @@ def hope_server_process(
     Models go to ``<data_dir>/models`` and the DICOM cache to ``<data_dir>/cache``.
     """
     env = {
+        "HOPE_DATA_DIR": str(data_dir),
         "HOPE_MODEL_DIR": str(data_dir / "models"),
         "MONAI_LABEL_DICOMWEB_CACHE_PATH": str(data_dir / "cache"),
         "PYTHONUNBUFFERED": "1",
