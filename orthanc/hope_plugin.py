@@ -4,10 +4,13 @@ Loaded by Orthanc's Python plugin (``"PythonScript"``), in Orthanc's embedded sy
 and the ``orthanc`` module only. This file is the binding to ``orthanc``; the logic is ``hope.orthanc_plugin``
 from this repository's ``lib/``. Configuration, in Orthanc's configuration file::
 
-    "Hope": {"Url": "http://127.0.0.1:8000", "StateDirectory": "/data/hope-plugin", "RetrySeconds": 30}
+    "Hope": {"Url": "http://127.0.0.1:8000", "StateDirectory": "/data/hope-plugin", "RetrySeconds": 30,
+             "Pseudonymize": {"Enabled": false, "Salt": "<secret>", "MapFile": null, "KeepOriginal": false}}
 
 ``RetrySeconds`` (default 30) caps the pause between delivery attempts while HOPE is down; ``TimeoutSeconds``
-(default 5) bounds one ``POST /hope/events``. A missing or wrong section stops Orthanc with the reason.
+(default 5) bounds one ``POST /hope/events``. ``Pseudonymize`` replaces each new study by a pseudonymised copy
+before it enters the annotation pool (see ``hope.orthanc_plugin.pseudonymize``). A missing or wrong section stops
+Orthanc with the reason.
 
 Routes: ``GET /hope/series``, ``GET /hope/series/<SeriesInstanceUID>``, ``GET /hope/outbox``.
 """
@@ -54,6 +57,16 @@ def rest_get(uri: str) -> Any:
     return json.loads(orthanc.RestApiGet(uri))
 
 
+def rest_post(uri: str, body: dict[str, Any]) -> Any:
+    """``POST uri`` with a JSON body on Orthanc's own REST API, parsed."""
+    return json.loads(orthanc.RestApiPost(uri, json.dumps(body).encode()))
+
+
+def rest_delete(uri: str) -> None:
+    """``DELETE uri`` on Orthanc's own REST API."""
+    orthanc.RestApiDelete(uri)
+
+
 def store_validation(orthanc_id: str, validation: dict[str, Any]) -> None:
     """Keep a series' validation as its ``HopeValidation`` metadata, visible in Orthanc's REST API."""
     orthanc.RestApiPut(f"/series/{orthanc_id}/metadata/{VALIDATION_METADATA}", json.dumps(validation).encode())
@@ -63,6 +76,8 @@ def on_change(change_type: int, level: int, resource_id: str) -> None:
     """Queue stable series; start and stop the service's threads with Orthanc."""
     if change_type == orthanc.ChangeType.STABLE_SERIES:
         SERVICE.on_stable_series(resource_id)
+    elif change_type == orthanc.ChangeType.STABLE_STUDY:
+        SERVICE.on_stable_study(resource_id)
     elif change_type == orthanc.ChangeType.ORTHANC_STARTED:
         SERVICE.start()
     elif change_type == orthanc.ChangeType.ORTHANC_STOPPED:
@@ -110,6 +125,8 @@ SERVICE = PluginService(
     rest_get=rest_get,
     log=OrthancLog(),
     annotate=store_validation,
+    rest_post=rest_post,
+    rest_delete=rest_delete,
 )
 orthanc.RegisterOnChangeCallback(on_change)
 orthanc.RegisterRestCallback("/hope/series", json_route(all_series))

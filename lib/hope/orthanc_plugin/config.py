@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from hope.orthanc_plugin.pseudonymize import PseudonymizeConfig
+
 DEFAULT_RETRY_SECONDS = 30.0
 DEFAULT_TIMEOUT_SECONDS = 5.0
 
@@ -23,6 +25,7 @@ class PluginConfig:
     state_dir: Path
     retry_seconds: float = DEFAULT_RETRY_SECONDS
     timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS
+    pseudonymize: PseudonymizeConfig | None = None
 
     @property
     def database(self) -> Path:
@@ -31,7 +34,7 @@ class PluginConfig:
 
     @classmethod
     def from_section(cls, section: Mapping[str, Any] | None) -> PluginConfig:
-        """Parse ``{"Url": ..., "StateDirectory": ..., "RetrySeconds": ..., "TimeoutSeconds": ...}``.
+        """Parse ``{"Url", "StateDirectory", "RetrySeconds", "TimeoutSeconds", "Pseudonymize"}``.
 
         Raises ``ValueError`` naming the key that is missing or wrong.
         """
@@ -47,6 +50,7 @@ class PluginConfig:
             state_dir=Path(state_dir),
             retry_seconds=_positive(section, "RetrySeconds", DEFAULT_RETRY_SECONDS),
             timeout_seconds=_positive(section, "TimeoutSeconds", DEFAULT_TIMEOUT_SECONDS),
+            pseudonymize=PseudonymizeConfig.from_section(section.get("Pseudonymize")),
         )
 
 

@@ -23,6 +23,7 @@ from hope.orthanc_plugin.config import PluginConfig
 from hope.orthanc_plugin.events import SERIES_STABLE, RestGet, build_event
 from hope.orthanc_plugin.hope_client import HopeClient, HopeRejected, HopeUnavailable
 from hope.orthanc_plugin.outbox import Outbox, OutboxEvent
+from hope.orthanc_plugin.pseudonymize import PseudonymMap, is_original, pseudonymize_study
 from hope.orthanc_plugin.views import outbox_view, series_view
 from hope.orthanc_plugin.worklist import WorkItem, Worklist
 
@@ -31,6 +32,9 @@ MAX_WORK_ATTEMPTS = 5  # reading a series from Orthanc; e.g. a series deleted be
 
 #: Store a series' validation JSON in Orthanc (series metadata): ``annotate(orthanc_id, validation)``.
 Annotate = Callable[[str, dict[str, Any]], None]
+#: ``POST`` a JSON body on Orthanc's REST API and return the parsed answer; ``DELETE`` a resource.
+RestPost = Callable[[str, dict[str, Any]], Any]
+RestDelete = Callable[[str], None]
 
 
 class Log(Protocol):
@@ -54,11 +58,25 @@ def backoff(failures: int, cap: float) -> float:
 class PluginService:
     """Worklist -> validation -> outbox -> HOPE, plus the answers of the plugin's REST routes."""
 
-    def __init__(self, config: PluginConfig, rest_get: RestGet, log: Log, annotate: Annotate | None = None) -> None:
+    def __init__(
+        self,
+        config: PluginConfig,
+        rest_get: RestGet,
+        log: Log,
+        annotate: Annotate | None = None,
+        rest_post: RestPost | None = None,
+        rest_delete: RestDelete | None = None,
+    ) -> None:
         self.config = config
         self.log = log
         self._rest_get = rest_get
+        self._rest_post = rest_post
+        self._rest_delete = rest_delete
         self._annotate = annotate
+        pseudo = config.pseudonymize
+        if pseudo and (rest_post is None or rest_delete is None):
+            raise ValueError("pseudonymisation needs Orthanc's REST POST and DELETE")
+        self.pseudonyms = PseudonymMap(pseudo.map_file) if pseudo and pseudo.map_file else None
         self.worklist = Worklist(config.database)
         self.catalog = Catalog(config.database)
         self.outbox = Outbox(config.database)
@@ -114,6 +132,12 @@ class PluginService:
         self.worklist.add(orthanc_id)
         self._work_wake.set()
 
+    def on_stable_study(self, orthanc_id: str) -> None:
+        """With pseudonymisation on, queue a study that became stable; otherwise nothing to do."""
+        if self.config.pseudonymize is not None:
+            self.worklist.add(orthanc_id, level="study")
+            self._work_wake.set()
+
     # --- REST routes -----------------------------------------------------------------------------------------
 
     def series_list(self) -> list[dict[str, Any]]:
@@ -167,6 +191,13 @@ class PluginService:
 
     def _process(self, item: WorkItem) -> None:
         try:
+            if item.level == "study":
+                self._pseudonymize(item)
+                return
+            if self.config.pseudonymize and is_original("series", item.orthanc_id, self._rest_get):
+                self.log.info(f"HOPE plugin: series {item.orthanc_id} waits for its study's pseudonymisation")
+                self.worklist.remove(item)
+                return
             event = build_event(item.orthanc_id, self._rest_get)
         except Exception as exc:  # any failure of Orthanc's REST API or of its answers' shape
             self._work_failed(item, exc)
@@ -182,6 +213,20 @@ class PluginService:
                 self.log.info(f"HOPE plugin: event {event['id']} was queued before; not queued again")
             if event["type"] == SERIES_STABLE:
                 self._store_validation(item.orthanc_id, event)
+        self.worklist.remove(item)
+
+    def _pseudonymize(self, item: WorkItem) -> None:
+        assert self.config.pseudonymize and self._rest_post and self._rest_delete
+        if is_original("studies", item.orthanc_id, self._rest_get):
+            copy = pseudonymize_study(
+                item.orthanc_id,
+                self.config.pseudonymize,
+                self._rest_get,
+                self._rest_post,
+                self._rest_delete,
+                self.pseudonyms,
+            )
+            self.log.info(f"HOPE plugin: study {item.orthanc_id} pseudonymised as {copy}")
         self.worklist.remove(item)
 
     def _store_validation(self, orthanc_id: str, event: dict[str, Any]) -> None:

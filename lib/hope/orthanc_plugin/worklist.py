@@ -1,4 +1,5 @@
-"""The durable to-do list of series that became stable and still have to be read, validated and reported.
+"""The durable to-do list of resources that became stable: series to read, validate and report, and (with
+pseudonymisation on) studies to pseudonymise.
 
 Orthanc's change callback only adds to it (fast, and it survives a restart). A series that becomes stable again
 while it is being processed (new instances) gets a new *generation*, so the worker's ``remove`` of the old
@@ -14,11 +15,12 @@ from hope.orthanc_plugin.sqlite_store import SqliteStore
 
 @dataclass(frozen=True)
 class WorkItem:
-    """One series to process: its Orthanc id, generation and the failed attempts so far."""
+    """One resource to process: its Orthanc id, generation, the failed attempts so far, and its level."""
 
     orthanc_id: str
     generation: int
     attempts: int
+    level: str = "series"
 
 
 class Worklist(SqliteStore):
@@ -30,24 +32,26 @@ class Worklist(SqliteStore):
             generation INTEGER NOT NULL DEFAULT 1,
             attempts INTEGER NOT NULL DEFAULT 0,
             next_attempt REAL NOT NULL DEFAULT 0,
-            last_error TEXT
+            last_error TEXT,
+            level TEXT NOT NULL DEFAULT 'series'
         );
     """
 
-    def add(self, orthanc_id: str) -> None:
-        """Queue a series, due now; one already queued gets a new generation and a fresh set of attempts."""
+    def add(self, orthanc_id: str, level: str = "series") -> None:
+        """Queue a resource, due now; one already queued gets a new generation and a fresh set of attempts."""
         self._execute(
-            "INSERT INTO worklist (orthanc_id) VALUES (?) ON CONFLICT (orthanc_id) DO UPDATE SET "
+            "INSERT INTO worklist (orthanc_id, level) VALUES (?, ?) ON CONFLICT (orthanc_id) DO UPDATE SET "
             "generation = generation + 1, attempts = 0, next_attempt = 0, last_error = NULL",
-            (orthanc_id,),
+            (orthanc_id, level),
         )
 
     def due(self, now: float) -> list[WorkItem]:
         """Items whose retry time has come, in the order they were queued."""
         rows = self._query(
-            "SELECT orthanc_id, generation, attempts FROM worklist WHERE next_attempt <= ? ORDER BY rowid", (now,)
+            "SELECT orthanc_id, generation, attempts, level FROM worklist WHERE next_attempt <= ? ORDER BY rowid",
+            (now,),
         )
-        return [WorkItem(r["orthanc_id"], r["generation"], r["attempts"]) for r in rows]
+        return [WorkItem(r["orthanc_id"], r["generation"], r["attempts"], r["level"]) for r in rows]
 
     def next_due(self) -> float | None:
         """The earliest retry time of any item; ``None`` when the list is empty."""
