@@ -1,0 +1,54 @@
+"""Training safety: a diverging run aborts and publishes nothing; versions are kept and served atomically."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from ignite.engine import Engine
+
+from hope.errors import NotFoundError
+from hope.models.registry import ModelRegistry
+from hope.trainers.publish import DivergenceError, LossGuard
+
+
+def _engine(losses: list[float]) -> Engine:
+    it = iter(losses)
+    engine = Engine(lambda e, batch: [{"loss": torch.tensor(next(it))}])
+    LossGuard().attach(engine)
+    return engine
+
+
+def test_finite_losses_pass() -> None:
+    _engine([1.0, 0.5, 0.25]).run([0, 1, 2], max_epochs=1)
+
+
+def test_non_finite_loss_aborts_with_advice() -> None:
+    with pytest.raises(DivergenceError, match="lower the learning rate"):
+        _engine([1.0, float("nan"), 0.5]).run([0, 1, 2], max_epochs=1)
+
+
+def _weights(tmp_path: Path, value: float) -> Path:
+    path = tmp_path / f"w{value}.pt"
+    torch.save({"model": {"w": torch.tensor([value])}}, path)
+    return path
+
+
+def test_registry_serves_the_best_version_unless_pinned(tmp_path: Path) -> None:
+    registry = ModelRegistry("task", tmp_path / "models")
+    registry.add(_weights(tmp_path, 0), started_by="a", metrics={}, training_data=[], params={})
+    registry.add(_weights(tmp_path, 1), started_by="b", metrics={"val_mean_dice": 0.8}, training_data=["s1"], params={})
+    registry.add(_weights(tmp_path, 2), started_by="c", metrics={"val_mean_dice": 0.6}, training_data=["s2"], params={})
+
+    def served() -> float:
+        return float(torch.load(registry.served_path)["model"]["w"])
+
+    assert registry.served_version() == "v0002" and served() == 1.0
+    registry.pin("v0003")
+    assert registry.served_version() == "v0003" and served() == 2.0
+    registry.unpin()
+    assert registry.served_version() == "v0002" and served() == 1.0
+    with pytest.raises(NotFoundError, match="v0001, v0002, v0003"):
+        registry.pin("v0009")
+    assert [v.started_by for v in registry.versions()] == ["a", "b", "c"]
