@@ -10,7 +10,9 @@ ROOT=$PWD
 
 log() { printf '\033[1;34m[setup]\033[0m %s\n' "$*"; }
 
-APT_PACKAGES=(orthanc orthanc-dicomweb orthanc-gdcm orthanc-python python3-venv)
+# orthanc-postgresql and postgresql: the optional PostgreSQL index, and the server its test starts in a temporary
+# folder on a free port (Debian's own cluster on 5432, if its post-install starts one, is left alone and unused).
+APT_PACKAGES=(orthanc orthanc-dicomweb orthanc-gdcm orthanc-python orthanc-postgresql postgresql python3-venv)
 if [[ "${HOPE_WITH_BROWSER:-1}" == 1 ]]; then APT_PACKAGES+=(chromium); fi
 
 missing=()

@@ -1,7 +1,9 @@
 """``python -m hope.launcher``: start Orthanc and the HOPE server, load demo data once, stop both on Ctrl-C.
 
 Environment: ``HOPE_DATA_DIR`` (./data), ``HOPE_PORT`` (8000), ``HOPE_ORTHANC_HTTP_PORT`` (8042),
-``HOPE_ORTHANC_DICOM_PORT`` (4242), ``HOPE_DEMO`` (1; 0 skips the demo phantoms).
+``HOPE_ORTHANC_DICOM_PORT`` (4242), ``HOPE_DEMO`` (1; 0 skips the demo phantoms),
+``HOPE_ORTHANC_POSTGRES_URL`` (unset: SQLite; ``postgresql://user:password@host:port/database`` puts Orthanc's index
+in that PostgreSQL database), ``HOPE_ORTHANC_POSTGRES_STORAGE`` (0; 1 puts the DICOM files there too).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from pathlib import Path
 from hope.config import load_server_settings, load_task
 from hope.demo import load_demo
 from hope.services.hope_server import hope_server_process
-from hope.services.orthanc import OrthancSettings, orthanc_process
+from hope.services.orthanc import OrthancSettings, PostgresIndex, orthanc_process
 
 logger = logging.getLogger("hope.launcher")
 
@@ -25,6 +27,16 @@ def _env_int(name: str, default: int) -> int:
     if not value.isdigit():
         raise SystemExit(f"{name}={value!r} is not a port number")
     return int(value)
+
+
+def _postgres_index() -> PostgresIndex | None:
+    url = os.environ.get("HOPE_ORTHANC_POSTGRES_URL", "").strip()
+    if not url:
+        return None
+    try:
+        return PostgresIndex.from_url(url, storage=os.environ.get("HOPE_ORTHANC_POSTGRES_STORAGE", "0") == "1")
+    except ValueError as exc:
+        raise SystemExit(f"HOPE_ORTHANC_POSTGRES_URL: {exc}") from exc
 
 
 def main() -> None:
@@ -37,6 +49,7 @@ def main() -> None:
         http_port=_env_int("HOPE_ORTHANC_HTTP_PORT", 8042),
         dicom_port=_env_int("HOPE_ORTHANC_DICOM_PORT", 4242),
         hope_url=f"http://127.0.0.1:{port}",
+        postgresql=_postgres_index(),
     )
     orthanc = orthanc_process(orthanc_settings)
     server = hope_server_process(orthanc_settings.dicomweb_url, port, data_dir)
