@@ -57,10 +57,10 @@ class SeriesIdentity:
 def new_identity(
     patient_id: str, *, modality: str = "CT", study_description: str = "", series_description: str = ""
 ) -> SeriesIdentity:
-    """A new study with one series for ``patient_id``: fresh UIDs, PatientName = PatientID, dated now."""
+    """A new study with one series for ``patient_id``: fresh UIDs, PatientName ``Phantom^<id>``, dated now."""
     return SeriesIdentity(
         patient_id=patient_id,
-        patient_name=patient_id,
+        patient_name=f"Phantom^{patient_id}",
         study_instance_uid=generate_uid(),
         series_instance_uid=generate_uid(),
         frame_of_reference_uid=generate_uid(),
