@@ -57,7 +57,7 @@ def test_files_carry_identity_and_geometry(volume: np.ndarray, tmp_path: Path) -
         assert ds.file_meta.TransferSyntaxUID == ExplicitVRLittleEndian
         assert ds.SOPClassUID == ds.file_meta.MediaStorageSOPClassUID == CTImageStorage
         assert ds.SOPInstanceUID == ds.file_meta.MediaStorageSOPInstanceUID
-        assert (ds.PatientID, ds.PatientName) == ("P-2", "P-2")
+        assert (ds.PatientID, ds.PatientName) == ("P-2", "Phantom^P-2")
         assert ds.StudyInstanceUID == identity.study_instance_uid
         assert ds.SeriesInstanceUID == identity.series_instance_uid
         assert ds.FrameOfReferenceUID == identity.frame_of_reference_uid
