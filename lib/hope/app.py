@@ -27,6 +27,7 @@ from hope.config import ServerSettings, load_server_settings
 from hope.datastore.client import make_client
 from hope.datastore.orthanc import OrthancDatastore
 from hope.errors import NotFoundError
+from hope.ohif import ohif_router
 from hope.sync.routes import build_router as build_sync_router
 from hope.sync.service import SyncService
 from hope.tasks.segmentation import SegmentationTaskConfig
@@ -104,6 +105,9 @@ class HopeApp(MONAILabelApp):
         )
         # HOPE's POST /train/{model} (bounds, who started it) must answer before MONAI Label's own route.
         for route in reversed(admin.routes):
+            fastapi_app.router.routes.insert(0, route)
+        # HOPE's OHIF configuration must answer before MONAI Label's catch-all GET /ohif/{path}.
+        for route in reversed(ohif_router().routes):
             fastapi_app.router.routes.insert(0, route)
         if isinstance(self._datastore, OrthancDatastore):
             self.sync = self._build_sync(self._datastore)

@@ -1,0 +1,208 @@
+"""An annotator's session in OHIF (the viewer HOPE serves at ``/ohif/``), in headless Chromium.
+
+Study list (Orthanc through HOPE's DICOMweb proxy) -> the phantom study in the "MONAI Label" mode -> run
+``spine_ct`` from the MONAI Label panel, the suggestion is overlaid -> paint a correction (tumor) with the Brush
+of the Segmentation panel -> "Export DICOM SEG". The save must land in Orthanc as a DICOM SEG that references the
+series and holds exactly what the annotator saw: the suggestion, plus the correction on the one slice painted.
+HOPE must count it as the series' final label.
+
+Screenshots of every step go to ``test-artifacts/ohif/`` (01-...png to 05-...png).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import io
+import re
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import requests
+from dicomweb_client import DICOMwebClient
+from PIL import Image
+from pydicom.dataset import Dataset
+
+from hope.config import REPO_ROOT
+from hope.demo import store_phantom
+from hope.dicom.seg import seg_referenced_series_uid, seg_to_label
+from hope.phantoms import generate_neck_ct
+from hope.services.orthanc import OrthancSettings
+
+from .helpers import download_series, poll, seg_series
+
+pytestmark = pytest.mark.slow
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+ARTIFACTS = REPO_ROOT / "test-artifacts" / "ohif"
+VIEWPORT = {"width": 1366, "height": 900}
+UI_TIMEOUT_MS = 60_000
+PATIENT_ID = "OHIF-121"
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """Debian's Chromium, headless, driven by Playwright (never a downloaded browser)."""
+    if not CHROMIUM.is_file():
+        pytest.skip(f"{CHROMIUM} is missing: install Debian's chromium (scripts/setup.sh does, HOPE_WITH_BROWSER=1)")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+def _shot(page: Any, name: str) -> Path:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    path = ARTIFACTS / f"{name}.png"
+    page.screenshot(path=str(path), animations="disabled")
+    return path
+
+
+def _colored_fraction(png: bytes) -> float:
+    """Share of strongly coloured pixels in the middle of a viewport screenshot (the CT itself is grey)."""
+    rgb = np.asarray(Image.open(io.BytesIO(png)).convert("RGB")).astype(int)
+    h, w, _ = rgb.shape
+    middle = rgb[h // 4 : 3 * h // 4, w // 4 : 3 * w // 4]
+    return float(((middle.max(axis=2) - middle.min(axis=2)) > 60).mean())
+
+
+def _nrrd_labels(data: bytes) -> np.ndarray:
+    """The ``(z, y, x)`` uint8 volume of the NRRD that ``/infer`` sent to OHIF."""
+    end = data.index(b"\n\n")
+    lines = data[:end].decode().splitlines()[1:]
+    header = dict(line.split(": ", 1) for line in lines if ": " in line and not line.startswith("#"))
+    assert header["type"] in {"unsigned char", "uint8", "uchar"}, header
+    raw = data[end + 2 :]
+    if header.get("encoding") == "gzip":
+        raw = gzip.decompress(raw)
+    x, y, z = (int(v) for v in header["sizes"].split())
+    return np.frombuffer(raw, dtype=np.uint8).reshape(z, y, x)
+
+
+def _seg_of(client: DICOMwebClient, study_uid: str, series_uid: str) -> Dataset | None:
+    """The SEG instance in the store that references ``series_uid``, if any."""
+    for seg in seg_series(client):
+        if seg.StudyInstanceUID != study_uid:
+            continue
+        instance = client.retrieve_series(study_uid, seg.SeriesInstanceUID, media_types=(("application/dicom", "*"),))
+        if seg_referenced_series_uid(instance[0]) == series_uid:
+            return instance[0]
+    return None
+
+
+def _completed(hope_url: str) -> int:
+    response = requests.get(f"{hope_url}/datastore/", params={"output": "stats"}, timeout=60)
+    response.raise_for_status()
+    return int(response.json()["completed"])
+
+
+def test_annotate_in_ohif(browser: Any, orthanc: OrthancSettings, hope_url: str, spine_labels: dict[str, int]) -> None:
+    from playwright.sync_api import expect
+
+    served = requests.get(f"{hope_url}/ohif/app-config.js", timeout=30)
+    assert served.ok and "HOPE's OHIF v3 configuration" in served.text, (
+        "HOPE does not serve configs/ohif/app-config.js at /ohif/app-config.js (MONAI Label's bundled one answers): "
+        "mount hope.ohif.ohif_router() in front of MONAI Label's routes"
+    )
+    stored = store_phantom(orthanc.url, generate_neck_ct(121, spine_labels), patient_id=PATIENT_ID)
+    client = DICOMwebClient(orthanc.dicomweb_url)
+    completed_before = _completed(hope_url)
+
+    context = browser.new_context(viewport=VIEWPORT)
+    context.set_default_timeout(UI_TIMEOUT_MS)
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    try:
+        # 1. The study list, from Orthanc through HOPE's DICOMweb proxy.
+        page.goto(f"{hope_url}/ohif/")
+        page.get_by_role("button", name="Confirm and Hide").click()  # OHIF's "investigational use" notice
+        page.locator("[data-cy='input-mrn']").fill(PATIENT_ID)
+        row = page.locator(f"[data-cy='studyRow-{stored.study_uid}']")
+        expect(row).to_contain_text(PATIENT_ID)
+        _shot(page, "01-study-list")
+
+        # 2. The phantom study in the MONAI Label mode: the CT is rendered (the overlay shows window and level).
+        row.click()
+        page.locator(f"[data-cy='mode-monai-label-{stored.study_uid}']").click()
+        page.get_by_text(re.compile(r"^W:")).first.wait_for()
+        axial = page.locator("[data-cy='viewport-pane']").first
+        expect(axial.locator("canvas").first).to_be_visible()
+        before = _colored_fraction(axial.screenshot(animations="disabled"))
+        _shot(page, "02-study")
+
+        # 3. spine_ct from the MONAI Label panel (its server is the HOPE that serves the page): the suggestion is
+        #    overlaid. The NRRD OHIF received is kept to compare with what is saved.
+        page.locator(".monaiLabelPanel .settingsTable button.actionButton").click()  # connect
+        page.get_by_text("Auto-Segmentation").click()
+        with page.expect_response(lambda r: "/infer/spine_ct" in r.url and r.request.method == "POST") as infer:
+            page.locator("button[title='Run Segmentation']").click()
+        assert infer.value.ok, f"/infer answered HTTP {infer.value.status}"
+        suggestion = _nrrd_labels(infer.value.body())
+        page.get_by_text("Running Segmentation - Successful").wait_for()
+        assert set(np.unique(suggestion).tolist()) - {0}, "the suggestion is empty"
+
+        def overlaid() -> float | None:
+            fraction = _colored_fraction(axial.screenshot(animations="disabled"))
+            return fraction if fraction > before + 0.01 else None
+
+        poll(overlaid, 30, "the suggestion to be drawn over the CT")
+        _shot(page, "03-suggestion")
+
+        # 4. A correction: paint tumor with the Brush on the axial slice on screen.
+        page.locator("[data-cy^='panelSegmentation']").click()
+        page.locator("[data-cy='Brush']").click()
+        page.locator("[data-cy='data-row']", has_text="tumor").click()
+        box = axial.bounding_box()
+        assert box is not None
+        cx, cy = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+        page.mouse.move(cx - 40, cy - 25)
+        page.mouse.down()
+        for step in range(1, 21):
+            page.mouse.move(cx - 40 + 4 * step, cy - 25 + 2 * step)
+        page.mouse.up()
+        _shot(page, "04-correction")
+
+        # 5. Save: Segmentation panel menu -> Export & Download -> Export DICOM SEG (saved through HOPE).
+        page.locator("div.bg-primary-dark.h-10 button").first.click()  # the "..." left of the segmentation's name
+        page.get_by_text("Export & Download").click()
+        page.get_by_text("Export DICOM SEG").click()
+        outcome = page.get_by_text(re.compile(r"^(Saved to Orthanc as DICOM SEG|Not saved: )")).first
+        outcome.wait_for()
+        _shot(page, "05-saved")
+        assert outcome.inner_text().startswith("Saved"), outcome.inner_text()
+        assert not errors, f"errors in the page: {errors}"
+    finally:
+        with contextlib.suppress(Exception):  # the state the page was left in, for failures
+            _shot(page, "99-last")
+        context.close()
+
+    # The SEG is in Orthanc, references the series, and holds the suggestion plus the painted correction.
+    seg = poll(lambda: _seg_of(client, stored.study_uid, stored.series_uid), 30, "the SEG in Orthanc")
+    with tempfile.TemporaryDirectory() as tmp:
+        sources = download_series(client, stored.study_uid, stored.series_uid, Path(tmp))
+    saved = seg_to_label(seg, sources, spine_labels)
+    assert saved.shape == suggestion.shape
+    changed = saved != suggestion
+    slices = np.unique(np.nonzero(changed)[0]).tolist()
+    assert changed.any(), "the saved label is the suggestion unchanged: the brush correction is missing"
+    assert len(slices) == 1, f"the correction was painted on one slice, the saved label differs on {slices}"
+    assert set(np.unique(saved[changed]).tolist()) == {spine_labels["tumor"]}
+
+    # HOPE counts it as the series' final label.
+    assert poll(lambda: _completed(hope_url) == completed_before + 1, 30, "HOPE's completed count to go up")
+    state = requests.get(f"{hope_url}/hope/state", timeout=60).json()
+    assert state["series"][stored.series_uid]["final"] is True
