@@ -69,9 +69,15 @@ def orthanc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OrthancSetting
 
 @pytest.fixture(scope="session")
 def hope_url(orthanc: OrthancSettings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A real HOPE server (``monailabel start_server --app apps/hope``) against the test Orthanc."""
+    """A real HOPE server (``monailabel start_server --app apps/hope``) against the test Orthanc.
+
+    Background scoring and automatic retraining are off here, so tests that train or time things are not raced
+    by background work; the modules that test those features start their own server.
+    """
     port = free_port()
-    process = hope_server_process(orthanc.dicomweb_url, port, tmp_path_factory.mktemp("hope"))
+    data = tmp_path_factory.mktemp("hope")
+    configs = config_dir_with(data, activelearning={"background_scoring": False}, retrain={"enabled": False})
+    process = hope_server_process(orthanc.dicomweb_url, port, data, {"HOPE_CONFIG_DIR": str(configs)})
     process.start(timeout=300)
     yield f"http://127.0.0.1:{port}"
     process.stop()

@@ -15,11 +15,24 @@ from monailabel.datastore.local import LocalDatastore
 from monailabel.interfaces.app import MONAILabelApp
 from monailabel.interfaces.datastore import Datastore, DefaultLabelTag
 from monailabel.interfaces.tasks.infer_v2 import InferTask
+from monailabel.interfaces.tasks.scoring import ScoringMethod
 from monailabel.interfaces.tasks.strategy import Strategy
 from monailabel.interfaces.tasks.train import TrainTask
 from monailabel.utils.async_tasks.task import AsyncTask
 
 import hope
+from hope.activelearning import (
+    TTA,
+    Diverse,
+    Epistemic,
+    LeaseBook,
+    RandomStrategy,
+    RareFirst,
+    ScoreStore,
+    ScoringWorker,
+    SuggestionDiceScoring,
+    UncertaintyScoring,
+)
 from hope.admin.routes import build_router as build_admin_router
 from hope.cases import CaseRepository, load_vocabulary, make_engine, orthanc_study_exists
 from hope.cases import build_router as build_cases_router
@@ -42,7 +55,13 @@ class HopeApp(MONAILabelApp):
         self.settings: ServerSettings = load_server_settings()
         self.tasks: dict[str, SegmentationTaskConfig] = {}
         self.sync: SyncService | None = None
+        self.scoring_worker: ScoringWorker | None = None
         self._mounted = False
+        al = self.settings.extra.get("activelearning", {})
+        al_dir = Path(os.environ.get("HOPE_DATA_DIR") or app_dir) / "activelearning"
+        self.leases = LeaseBook(al_dir / "leases.sqlite", duration_s=60.0 * float(al.get("lease_minutes", 30)))
+        self.scores = ScoreStore(al_dir / "scores.sqlite")
+        self.background_scoring = bool(al.get("background_scoring", True))
         model_dir = Path(os.environ.get("HOPE_MODEL_DIR") or Path(app_dir) / "model")
         model_dir.mkdir(parents=True, exist_ok=True)
         for name in self.settings.tasks:
@@ -57,6 +76,7 @@ class HopeApp(MONAILabelApp):
             description="Active-learning annotation of cervical-spine tumours",
             version=getattr(hope, "__version__", "0"),
         )
+        self._auto_update_scoring = False  # HOPE scores on its own worker thread, not in subprocess copies
 
     def init_datastore(self) -> Datastore:
         """An :class:`OrthancDatastore` for a DICOMweb URL, otherwise MONAI Label's local folder datastore."""
@@ -84,12 +104,55 @@ class HopeApp(MONAILabelApp):
         """One trainer per configured task."""
         return {name: task.trainer() for name, task in self.tasks.items()}
 
+    def eligible(self, task: str, series_uid: str) -> bool:
+        """Whether ``task`` annotates the series (its modality is one of the task's)."""
+        modality = getattr(self._datastore, "modality", lambda _uid: None)(series_uid)
+        return modality is None or modality in self.tasks[task].definition.modalities
+
     def init_strategies(self) -> dict[str, Strategy]:
-        """Active-learning strategies of all tasks (names are shared across tasks)."""
-        strategies: dict[str, Strategy] = {}
-        for task in self.tasks.values():
-            strategies.update(task.strategy())
-        return strategies
+        """Active-learning strategies; each leases a series to one annotator at a time."""
+        names = list(self.tasks)
+
+        def version_of(task: str) -> str | None:
+            return self.tasks[task].registry.served_version()
+
+        scored = {"scores": self.scores, "tasks": names, "version_of": version_of}
+        return {
+            "random": RandomStrategy(self.leases, names, eligible=self.eligible),
+            "epistemic": Epistemic(self.leases, eligible=self.eligible, **scored),
+            "tta": TTA(self.leases, eligible=self.eligible, **scored),
+            "rare_first": RareFirst(self.leases, eligible=self.eligible, **scored),
+            "diverse": Diverse(self.leases, self.scores, names, eligible=self.eligible),
+        }
+
+    def init_scoring_methods(self) -> dict[str, ScoringMethod]:
+        """Per task: uncertainty / tumour likelihood / features of unlabelled series, and suggestion Dice."""
+        methods: dict[str, ScoringMethod] = {}
+        for name, task in self.tasks.items():
+            definition = task.definition
+            methods[f"uncertainty_{name}"] = UncertaintyScoring(
+                name,
+                self._infers[name],
+                task.network,
+                task.registry,
+                self.scores,
+                tumour_channel=definition.labels.get("tumor"),
+                spacing_mm=definition.preprocessing.spacing,
+                eligible=lambda uid, name=name: self.eligible(name, uid),
+            )
+            methods[f"dice_{name}"] = SuggestionDiceScoring(name, definition.labels, self.scores)
+        return methods
+
+    def trigger_scoring(self) -> None:
+        """Ask the background scoring worker for a run (no-op when background scoring is off)."""
+        if self.scoring_worker is not None:
+            self.scoring_worker.trigger()
+
+    def on_save_label(self, image_id: str, label_id: str) -> dict[str, Any]:
+        """A final label ends the series' lease and refreshes scores."""
+        self.leases.release(image_id)
+        self.trigger_scoring()
+        return super().on_save_label(image_id, label_id)
 
     def server_mode(self, mode: bool) -> None:
         """In the server (not in training subprocesses), mount HOPE's routes and start the sync service."""
@@ -109,6 +172,9 @@ class HopeApp(MONAILabelApp):
         # HOPE's OHIF configuration must answer before MONAI Label's catch-all GET /ohif/{path}.
         for route in reversed(ohif_router().routes):
             fastapi_app.router.routes.insert(0, route)
+        if self.background_scoring:
+            self.scoring_worker = ScoringWorker(self._scoring_methods, self._datastore)
+            self.scoring_worker.trigger()
         if isinstance(self._datastore, OrthancDatastore):
             self.sync = self._build_sync(self._datastore)
             fastapi_app.include_router(build_sync_router(self.sync))
@@ -138,6 +204,7 @@ class HopeApp(MONAILabelApp):
             retrain_threshold=int(retrain.get("after_new_final_labels", 5)),
             retrain_enabled=bool(retrain.get("enabled", True)),
             model_poll_seconds=float(self.settings.extra.get("sync", {}).get("model_poll_seconds", 2)),
+            on_change=self.trigger_scoring,
         )
 
     def _compute_suggestion(self, task: str, series_uid: str) -> str:

@@ -134,6 +134,10 @@ class OrthancDatastore(LocalDatastore):
         allowed = set(self._settings.modalities)
         return [s.uid for s in self._all_series() if s.modality in allowed and s.uid not in self.flagged]
 
+    def modality(self, series_uid: str) -> str | None:
+        """The modality of a listed series, or ``None`` when the listing does not have it."""
+        return next((s.modality for s in self._all_series() if s.uid == series_uid), None)
+
     def flag(self, series_uid: str, reasons: list[str]) -> None:
         """Keep an invalid series out of the annotation pool, with its reasons (nothing is deleted)."""
         self.flagged[series_uid] = list(reasons)

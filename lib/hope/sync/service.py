@@ -18,7 +18,11 @@ logger = logging.getLogger(__name__)
 
 
 class SyncService:
-    """Handles store events idempotently and keeps suggestions current with the served models."""
+    """Handles store events idempotently and keeps suggestions current with the served models.
+
+    ``on_change`` is called after anything that may change active-learning scores: a new model version, a new
+    valid series, a new final label.
+    """
 
     def __init__(
         self,
@@ -32,6 +36,7 @@ class SyncService:
         retrain_threshold: int,
         retrain_enabled: bool,
         model_poll_seconds: float,
+        on_change: Callable[[], None] = lambda: None,
     ) -> None:
         self.datastore = datastore
         self.tasks = dict(tasks)
@@ -40,6 +45,7 @@ class SyncService:
         self.suggestions = SuggestionCache(state_dir / "suggestions", infer, self.version)
         self.retrain = RetrainTrigger(state_dir / "retrain.json", retrain_threshold, retrain_enabled, start_training)
         self._poll = model_poll_seconds
+        self._on_change = on_change
         self._stop = threading.Event()
         self._watcher = threading.Thread(target=self._watch_models, name="hope-model-watch", daemon=True)
 
@@ -84,10 +90,12 @@ class SyncService:
                 for task in self.tasks_for(event["modality"]):
                     self.suggestions.request(task, uid)
                     actions.append(f"suggestion queued for {task}")
+                self._on_change()
         else:
             for task in self.tasks:
                 if self.retrain.new_final_label(task):
                     actions.append(f"retraining {task}")
+            self._on_change()
         return {"accepted": True, "duplicate": False, "actions": actions}
 
     def state(self) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import tempfile
 from pathlib import Path
@@ -10,12 +11,9 @@ from typing import Any
 import torch
 from monailabel.interfaces.config import TaskConfig
 from monailabel.interfaces.tasks.infer_v2 import InferTask
-from monailabel.interfaces.tasks.strategy import Strategy
 from monailabel.interfaces.tasks.train import TrainTask
-from monailabel.tasks.activelearning.first import First
-from monailabel.tasks.activelearning.random import Random
 
-from hope.config import TaskDefinition, load_task
+from hope.config import REPO_ROOT, TaskDefinition, load_task
 from hope.infers.segmentation import SegmentationInfer
 from hope.models.registry import ModelRegistry
 from hope.networks import build_network
@@ -49,6 +47,21 @@ class SegmentationTaskConfig(TaskConfig):
         self.registry.apply()
 
     def _keep_initial_model(self) -> None:
+        """The first version: the shipped phantom-pretrained weights, or a seeded untrained network without them."""
+        shipped = REPO_ROOT / self.definition.network.pretrained if self.definition.network.pretrained else None
+        if shipped is not None and shipped.exists():
+            report = shipped.with_suffix(".json")
+            dice = json.loads(report.read_text()).get("held_out_dice", {}) if report.exists() else {}
+            self.registry.add(
+                shipped,
+                started_by="scripts/pretrain_phantoms.py",
+                metrics={f"phantom_{k}_dice": v for k, v in dice.items()},
+                training_data=[],
+                params={},
+                note="pretrained on synthetic phantoms (shipped)",
+            )
+            logger.info(f"{self.name}: kept the shipped phantom-pretrained model {shipped} as the first version")
+            return
         torch.manual_seed(0)
         initial = build_network(self.definition)
         with tempfile.TemporaryDirectory() as tmp:
@@ -71,7 +84,3 @@ class SegmentationTaskConfig(TaskConfig):
     def trainer(self) -> TrainTask:
         """The fine-tuning trainer, publishing to the served path."""
         return SegmentationTrainer(self.definition, Path(self.model_dir), self.network, self.registry)
-
-    def strategy(self) -> dict[str, Strategy]:
-        """Baseline active-learning strategies."""
-        return {"random": Random(), "first": First()}
