@@ -37,6 +37,7 @@ class NetworkSpec:
 
     name: str
     args: dict[str, Any]
+    pretrained: str | None = None  # repository-relative path of shipped weights, made by scripts/pretrain_phantoms.py
 
 
 @dataclass(frozen=True)
@@ -166,7 +167,11 @@ def parse_task(data: dict[str, Any], where: str = "task") -> TaskDefinition:
             intensity_range=(lo, hi),
             patch_size=_triple(_require(pre, "patch_size", where), f"{where}.preprocessing.patch_size", int),
         ),
-        network=NetworkSpec(name=str(_require(net, "name", f"{where}.network")), args=dict(net.get("args", {}))),
+        network=NetworkSpec(
+            name=str(_require(net, "name", f"{where}.network")),
+            args=dict(net.get("args", {})),
+            pretrained=str(net["pretrained"]) if net.get("pretrained") else None,
+        ),
         training=TrainingDefaults(
             max_epochs=int(train.get("max_epochs", 50)),
             learning_rate=float(train.get("learning_rate", 1e-3)),
