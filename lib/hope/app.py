@@ -40,6 +40,7 @@ from hope.config import ServerSettings, load_server_settings
 from hope.datastore.client import make_client
 from hope.datastore.orthanc import OrthancDatastore
 from hope.errors import NotFoundError
+from hope.infers.scribbles import StructureScribblesInfer
 from hope.ohif import ohif_router
 from hope.sync.routes import build_router as build_sync_router
 from hope.sync.service import SyncService
@@ -97,8 +98,12 @@ class HopeApp(MONAILabelApp):
         )
 
     def init_infers(self) -> dict[str, InferTask]:
-        """One infer task per configured task."""
-        return {name: task.infer() for name, task in self.tasks.items()}
+        """One infer task per configured task, and its scribble corrections as ``<task>_scribbles``."""
+        infers: dict[str, InferTask] = {}
+        for name, task in self.tasks.items():
+            infers[name] = task.infer()
+            infers[f"{name}_scribbles"] = StructureScribblesInfer(task.definition)
+        return infers
 
     def init_trainers(self) -> dict[str, TrainTask]:
         """One trainer per configured task."""
@@ -225,7 +230,8 @@ class HopeApp(MONAILabelApp):
             known = ", ".join(sorted(self._infers))
             raise NotFoundError(f"no model named {model!r}; this server serves: {known}")
         image = request.get("image")
-        if self.sync and isinstance(image, str) and not request.get("label") and not request.get("session"):
+        plain = isinstance(image, str) and not request.get("label") and not request.get("session")
+        if self.sync and model in self.tasks and plain:
             ready = self.sync.suggestions.get(model, image)
             copy = self.sync.suggestions.copy_of(model, image) if ready else None
             if ready and copy:
@@ -235,7 +241,9 @@ class HopeApp(MONAILabelApp):
                     "model_version": ready.model_version,
                 }
                 return {"label": str(copy), "tag": DefaultLabelTag.ORIGINAL, "file": str(copy), "params": params}
-        served = self.tasks[model].registry.served_version()
+        task = self.tasks.get(model)  # None for a scribbles model: it has no weights
+        served = task.registry.served_version() if task else None
         result = super().infer(request, datastore)
-        result["params"]["model_version"] = served
+        if task:
+            result["params"]["model_version"] = served
         return result
