@@ -10,7 +10,7 @@ from hope.demo import store_phantom
 from hope.phantoms import generate_neck_ct
 from hope.services.orthanc import OrthancSettings
 
-from .helpers import model_checksum, nifti_bytes, put_label, series_volume, wait_for_training
+from .helpers import model_checksum, nifti_bytes, poll, put_label, series_volume, wait_for_training
 
 pytestmark = pytest.mark.slow
 
@@ -89,6 +89,12 @@ def test_second_training_request_is_refused_with_a_reason(hope_url: str, trained
     first = requests.post(f"{hope_url}/train/spine_ct", json={"max_epochs": 50, "val_split": 0.0}, timeout=60)
     assert first.status_code == 200, first.text
     second = requests.post(f"{hope_url}/train/spine_ct", json={"max_epochs": 1}, timeout=60)
+    # Stop the first run once its process exists (a queued task has nothing to stop yet).
+    poll(
+        lambda: requests.get(f"{hope_url}/train/", timeout=30).json().get("status") == "RUNNING",
+        120,
+        "the first run to start",
+    )
     requests.delete(f"{hope_url}/train/", timeout=60)
     assert second.status_code == 429
     assert "enqueue=true" in second.json()["detail"]
