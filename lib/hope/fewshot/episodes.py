@@ -1,0 +1,156 @@
+"""Labelled cases, support sets and few-shot episodes: 1-way k-shot segmentation, N-way k-shot classification of
+lesions by grade or by tumour type."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import torch
+
+GRADES = ("benign", "borderline", "malignant")
+
+
+@dataclass(frozen=True)
+class LabelledCase:
+    """One annotated 2D slice: ``image`` ``(H, W)`` float, lesion ``mask`` ``(H, W)`` {0, 1}, its type and grade.
+
+    Images are expected roughly in ``[0, 1]`` (a fixed CT window scaled to unit range).
+    """
+
+    image: np.ndarray
+    mask: np.ndarray
+    tumour_type: str
+    grade: str | None = None
+
+
+@dataclass(frozen=True)
+class SupportSet:
+    """Stacked cases as tensors: ``images`` and ``masks`` ``(k, 1, H, W)`` float32, plus each case's type and grade."""
+
+    images: torch.Tensor
+    masks: torch.Tensor
+    tumour_types: tuple[str, ...]
+    grades: tuple[str | None, ...]
+
+    def __len__(self) -> int:
+        return self.images.shape[0]
+
+    def to(self, device: torch.device | str) -> SupportSet:
+        """The same set with its tensors on ``device``."""
+        return SupportSet(self.images.to(device), self.masks.to(device), self.tumour_types, self.grades)
+
+
+@dataclass(frozen=True)
+class SegmentationEpisode:
+    """A 1-way k-shot episode: support and query cases of one tumour type (disjoint)."""
+
+    tumour_type: str
+    support: SupportSet
+    query: SupportSet
+
+
+@dataclass(frozen=True)
+class ClassificationEpisode:
+    """An N-way k-shot lesion episode: support and query cases, the class names, and the case attribute
+    (``"grade"`` or ``"tumour_type"``) that is the class."""
+
+    support: tuple[LabelledCase, ...]
+    query: tuple[LabelledCase, ...]
+    classes: tuple[str, ...]
+    label: Literal["grade", "tumour_type"]
+
+    def targets(self, cases: Sequence[LabelledCase]) -> list[int]:
+        """Class index of each case."""
+        return [self.classes.index(getattr(c, self.label)) for c in cases]
+
+
+def group_by_type(cases: Sequence[LabelledCase]) -> dict[str, list[LabelledCase]]:
+    """Cases grouped by tumour type, in input order."""
+    groups: dict[str, list[LabelledCase]] = defaultdict(list)
+    for case in cases:
+        groups[case.tumour_type].append(case)
+    return dict(groups)
+
+
+def build_support_set(cases: Sequence[LabelledCase]) -> SupportSet:
+    """Stack labelled cases (all of one image size, each with a non-empty mask) into a :class:`SupportSet`."""
+    if not cases:
+        raise ValueError("a support set needs at least one labelled case")
+    shapes = {c.image.shape for c in cases} | {c.mask.shape for c in cases}
+    if len(shapes) != 1:
+        raise ValueError(f"support cases must share one image size, got {sorted(shapes)}")
+    if any(not np.any(c.mask) for c in cases):
+        raise ValueError("every support case needs a non-empty lesion mask")
+    images = torch.from_numpy(np.stack([c.image for c in cases]).astype(np.float32))[:, None]
+    masks = torch.from_numpy(np.stack([c.mask > 0 for c in cases]).astype(np.float32))[:, None]
+    return SupportSet(images, masks, tuple(c.tumour_type for c in cases), tuple(c.grade for c in cases))
+
+
+def sample_segmentation_episode(
+    cases_by_type: Mapping[str, Sequence[LabelledCase]],
+    shots: int,
+    n_query: int,
+    rng: np.random.Generator,
+    types: Sequence[str] | None = None,
+) -> SegmentationEpisode:
+    """Pick a type from ``types`` (default: all), then ``shots`` support and ``n_query`` other query cases of it."""
+    names = sorted(types if types is not None else cases_by_type)
+    tumour_type = names[int(rng.integers(len(names)))]
+    support, query = _draw(cases_by_type[tumour_type], shots, n_query, rng, f"type {tumour_type!r}")
+    return SegmentationEpisode(tumour_type, build_support_set(support), build_support_set(query))
+
+
+def _draw(pool: Sequence[LabelledCase], shots: int, n_query: int, rng: np.random.Generator, name: str
+          ) -> tuple[list[LabelledCase], list[LabelledCase]]:
+    """``shots`` support and ``n_query`` query cases drawn from ``pool`` without replacement."""
+    if len(pool) < shots + n_query:
+        raise ValueError(f"{name} has {len(pool)} cases; an episode needs {shots + n_query}")
+    pick = rng.choice(len(pool), shots + n_query, replace=False)
+    return [pool[i] for i in pick[:shots]], [pool[i] for i in pick[shots:]]
+
+
+def sample_grading_episode(
+    cases_by_type: Mapping[str, Sequence[LabelledCase]],
+    shots: int,
+    n_query: int,
+    rng: np.random.Generator,
+    grades: Sequence[str] = GRADES,
+) -> ClassificationEpisode:
+    """``shots`` support and ``n_query`` query lesions per grade, drawn from every type of that grade.
+
+    Support and query lesions of one grade may come from different types, so an embedding trained on such
+    episodes has to capture what the types of a grade share rather than what identifies one type.
+    """
+    by_grade: dict[str | None, list[LabelledCase]] = defaultdict(list)
+    for group in cases_by_type.values():
+        for case in group:
+            by_grade[case.grade].append(case)
+    support: list[LabelledCase] = []
+    query: list[LabelledCase] = []
+    for grade in grades:
+        s, q = _draw(by_grade[grade], shots, n_query, rng, f"grade {grade!r}")
+        support += s
+        query += q
+    return ClassificationEpisode(tuple(support), tuple(query), tuple(grades), "grade")
+
+
+def sample_type_episode(
+    cases_by_type: Mapping[str, Sequence[LabelledCase]],
+    n_way: int,
+    shots: int,
+    n_query: int,
+    rng: np.random.Generator,
+) -> ClassificationEpisode:
+    """An ``n_way``-way episode over tumour types: ``n_way`` random types, ``shots`` + ``n_query`` cases of each."""
+    types = [str(t) for t in rng.choice(sorted(cases_by_type), n_way, replace=False)]
+    support: list[LabelledCase] = []
+    query: list[LabelledCase] = []
+    for name in types:
+        s, q = _draw(cases_by_type[name], shots, n_query, rng, f"type {name!r}")
+        support += s
+        query += q
+    return ClassificationEpisode(tuple(support), tuple(query), tuple(types), "tumour_type")

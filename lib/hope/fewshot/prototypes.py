@@ -1,0 +1,104 @@
+"""Prototype segmentation: masked average pooling, ALPNet local prototypes, cosine-similarity prediction.
+
+Support features are pooled under the support masks into foreground and background prototypes (one global pair
+per support image, plus local prototypes pooled over windows the mask covers almost entirely, as in SSL-ALPNet);
+every query pixel is scored by its cosine similarity to the prototypes of each class.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from hope.fewshot.episodes import SupportSet
+
+
+def masked_average_pooling(features: torch.Tensor, masks: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
+    """Mean feature under each mask: ``(B, C, h, w)`` features, ``(B, 1, H, W)`` weights in ``[0, 1]`` -> ``(B, C)``.
+
+    A mask larger than the feature grid is area-averaged down to it (as in SSL-ALPNet), so a feature cell counts
+    with the fraction of it the mask covers.
+    """
+    if masks.shape[-2:] != features.shape[-2:]:
+        masks = F.interpolate(masks, size=features.shape[-2:], mode="area")
+    return (features * masks).sum(dim=(-2, -1)) / (masks.sum(dim=(-2, -1)) + eps)
+
+
+def local_prototypes(features: torch.Tensor, masks: torch.Tensor, window: int, min_fraction: float) -> torch.Tensor:
+    """ALPNet local prototypes: ``(P, C)`` mean features of ``window`` x ``window`` feature cells (stride ``window``)
+    whose mask coverage is at least ``min_fraction``. ``masks`` ``(B, 1, H, W)`` is area-averaged to the feature grid.
+    """
+    if masks.shape[-2:] != features.shape[-2:]:
+        masks = F.interpolate(masks, size=features.shape[-2:], mode="area")
+    pooled_mask = F.avg_pool2d(masks, window, stride=window)
+    pooled = F.avg_pool2d(features * masks, window, stride=window) / (pooled_mask + 1e-5)
+    keep = (pooled_mask >= min_fraction).flatten()
+    return pooled.permute(0, 2, 3, 1).reshape(-1, features.shape[1])[keep]
+
+
+def class_scores(features: torch.Tensor, prototypes: torch.Tensor, scale: float) -> torch.Tensor:
+    """Score of one class at each pixel from its ``(P, C)`` prototypes: ``(B, C, h, w) -> (B, h, w)``.
+
+    ``scale`` times the cosine similarity to each prototype, combined by a softmax-weighted mean over prototypes
+    (SSL-ALPNet): with one prototype it is the plain scaled cosine similarity, with many it tends to the best match.
+    """
+    sims = scale * torch.einsum("bchw,pc->bphw", F.normalize(features, dim=1), F.normalize(prototypes, dim=1))
+    return (sims.softmax(dim=1) * sims).sum(dim=1)
+
+
+class PrototypeSegmenter(nn.Module):
+    """1-way few-shot segmenter: ``forward(support_images, support_masks, query_images)`` gives ``(Q, 2, H, W)``
+    logits (channel 1: lesion) at the query's resolution.
+
+    Foreground and background prototypes are the per-image masked averages plus local prototypes
+    (``local_window`` feature cells, at least ``local_min_fraction`` covered). ``scale`` multiplies the cosine
+    similarities (20 in PANet/ALPNet).
+    """
+
+    def __init__(
+        self,
+        encoder: nn.Module,
+        scale: float = 20.0,
+        local_window: int = 4,
+        local_min_fraction: float = 0.95,
+    ) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.scale = scale
+        self.local_window = local_window
+        self.local_min_fraction = local_min_fraction
+
+    def prototypes(self, support_features: torch.Tensor, support_masks: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Foreground and background prototypes ``(P_fg, C)``, ``(P_bg, C)`` from support features and masks."""
+        background = 1.0 - support_masks
+        fg = [masked_average_pooling(support_features, support_masks)]
+        bg = [masked_average_pooling(support_features, background)]
+        if self.local_window:
+            fg.append(local_prototypes(support_features, support_masks, self.local_window, self.local_min_fraction))
+            bg.append(local_prototypes(support_features, background, self.local_window, self.local_min_fraction))
+        return torch.cat(fg), torch.cat(bg)
+
+    def logits_from_features(
+        self, support_features: torch.Tensor, support_masks: torch.Tensor, query_features: torch.Tensor,
+        size: tuple[int, int] | torch.Size,
+    ) -> torch.Tensor:
+        """``(Q, 2, *size)`` logits from already encoded support and query images (batched training)."""
+        fg, bg = self.prototypes(support_features, support_masks)
+        logits = torch.stack([class_scores(query_features, p, self.scale) for p in (bg, fg)], dim=1)
+        return F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
+
+    def forward(
+        self, support_images: torch.Tensor, support_masks: torch.Tensor, query_images: torch.Tensor
+    ) -> torch.Tensor:
+        """Lesion logits for the query images, channel 0 background and 1 lesion."""
+        features = self.encoder(torch.cat([support_images, query_images]))
+        k = len(support_images)
+        return self.logits_from_features(features[:k], support_masks, features[k:], query_images.shape[-2:])
+
+    @torch.no_grad()
+    def segment(self, support: SupportSet, query_images: torch.Tensor) -> torch.Tensor:
+        """Lesion probability ``(Q, H, W)`` for ``(Q, 1, H, W)`` query images, given a support set."""
+        device = next(self.parameters()).device
+        logits = self(support.images.to(device), support.masks.to(device), query_images.to(device))
+        return logits.softmax(dim=1)[:, 1]
