@@ -88,8 +88,6 @@ class _Anatomy:
 
     image: np.ndarray
     bone: np.ndarray
-    body: np.ndarray
-    posterior: np.ndarray
     canal: np.ndarray
     body_centre: np.ndarray
     canal_centre: np.ndarray
@@ -153,7 +151,7 @@ def _anatomy(rng: np.random.Generator, size: int) -> _Anatomy:
     medulla = ndimage.binary_erosion(posterior, iterations=max(1, round(1.2 * s)))
     image[medulla] = cancellous[medulla]
     image[canal] = _CSF
-    return _Anatomy(image, bone, body, posterior, canal, body_c, canal_c, ped)
+    return _Anatomy(image, bone, canal, body_c, canal_c, ped)
 
 
 def _site_centre(rng: np.random.Generator, anatomy: _Anatomy, site: Site, s: float) -> np.ndarray:
