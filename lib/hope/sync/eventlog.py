@@ -25,8 +25,3 @@ class EventLog:
                 (event_id, event_type, time.time()),
             )
             return cursor.rowcount == 1
-
-    def count(self, event_type: str) -> int:
-        """How many distinct events of ``event_type`` were handled."""
-        with self._lock:
-            return int(self._db.execute("SELECT COUNT(*) FROM events WHERE type = ?", (event_type,)).fetchone()[0])

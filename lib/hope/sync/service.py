@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -46,16 +47,11 @@ class SyncService:
         self.retrain = RetrainTrigger(state_dir / "retrain.json", retrain_threshold, retrain_enabled, start_training)
         self._poll = model_poll_seconds
         self._on_change = on_change
-        self._stop = threading.Event()
         self._watcher = threading.Thread(target=self._watch_models, name="hope-model-watch", daemon=True)
 
     def start(self) -> None:
-        """Start watching for newly published models."""
+        """Start watching for newly published models (a daemon thread, ending with the server)."""
         self._watcher.start()
-
-    def stop(self) -> None:
-        """Stop the watcher."""
-        self._stop.set()
 
     def version(self, task: str) -> str | None:
         """The served model version of ``task`` (e.g. ``v0003``)."""
@@ -63,13 +59,14 @@ class SyncService:
 
     def _watch_models(self) -> None:
         seen = {task: self.version(task) for task in self.tasks}
-        while not self._stop.wait(self._poll):
+        while True:
+            time.sleep(self._poll)
             current = {task: self.version(task) for task in self.tasks}
             if current != seen:
-                logger.info(
-                    f"new model version(s) {current}; recomputing {self.suggestions.refresh_stale()} suggestions"
-                )
+                stale = self.suggestions.refresh_stale()
+                logger.info(f"new model version(s) {current}; recomputing {stale} stale suggestions")
                 seen = current
+                self._on_change()
 
     def tasks_for(self, modality: str) -> list[str]:
         """Tasks that annotate ``modality``."""

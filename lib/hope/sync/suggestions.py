@@ -118,7 +118,3 @@ class SuggestionCache:
             for task, uid, version in self._pending:
                 out.setdefault(uid, {}).setdefault("pending", {})[task] = version
         return out
-
-    def wait_idle(self) -> None:
-        """Block until queued work is done (used at shutdown)."""
-        self._executor.shutdown(wait=True)
