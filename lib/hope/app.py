@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import logging
 import os
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import SimpleITK as sitk
 from monailabel.config import settings as monailabel_settings
 from monailabel.datastore.local import LocalDatastore
 from monailabel.interfaces.app import MONAILabelApp
@@ -36,14 +38,18 @@ from hope.activelearning import (
 from hope.admin.routes import build_router as build_admin_router
 from hope.cases import CaseRepository, load_vocabulary, make_engine, orthanc_study_exists
 from hope.cases import build_router as build_cases_router
-from hope.config import ServerSettings, load_server_settings
+from hope.config import ConfigError, ServerSettings, load_server_settings
+from hope.datastore.attachments import SeriesAttachments, attachment_name, orthanc_rest_url
 from hope.datastore.client import make_client
 from hope.datastore.orthanc import OrthancDatastore
 from hope.errors import NotFoundError
+from hope.fewshot.config import FewShotDefinition, load_fewshot_task
+from hope.fewshot.support_library import LabelledSeries, SupportLibrary
 from hope.infers.scribbles import StructureScribblesInfer
 from hope.ohif import ohif_router
 from hope.sync.routes import build_router as build_sync_router
 from hope.sync.service import SyncService
+from hope.tasks.fewshot import TASK_CONFIGS, FewShotTaskConfig
 from hope.tasks.segmentation import SegmentationTaskConfig
 
 logger = logging.getLogger(__name__)
@@ -55,6 +61,9 @@ class HopeApp(MONAILabelApp):
     def __init__(self, app_dir: str, studies: str, conf: dict[str, str]) -> None:
         self.settings: ServerSettings = load_server_settings()
         self.tasks: dict[str, SegmentationTaskConfig] = {}
+        self.fewshot: dict[str, FewShotTaskConfig] = {}
+        self._cases: CaseRepository | None = None
+        self.attachments: SeriesAttachments | None = None
         self.sync: SyncService | None = None
         self.scoring_worker: ScoringWorker | None = None
         self._mounted = False
@@ -63,11 +72,11 @@ class HopeApp(MONAILabelApp):
         self.leases = LeaseBook(al_dir / "leases.sqlite", duration_s=60.0 * float(al.get("lease_minutes", 30)))
         self.scores = ScoreStore(al_dir / "scores.sqlite")
         self.background_scoring = bool(al.get("background_scoring", True))
-        model_dir = Path(os.environ.get("HOPE_MODEL_DIR") or Path(app_dir) / "model")
-        model_dir.mkdir(parents=True, exist_ok=True)
+        self.model_dir = Path(os.environ.get("HOPE_MODEL_DIR") or Path(app_dir) / "model")
+        self.model_dir.mkdir(parents=True, exist_ok=True)
         for name in self.settings.tasks:
             task = SegmentationTaskConfig()
-            task.init(name, str(model_dir), conf, None)
+            task.init(name, str(self.model_dir), conf, None)
             self.tasks[name] = task
         super().__init__(
             app_dir=app_dir,
@@ -98,12 +107,78 @@ class HopeApp(MONAILabelApp):
         )
 
     def init_infers(self) -> dict[str, InferTask]:
-        """One infer task per configured task, and its scribble corrections as ``<task>_scribbles``."""
+        """One infer task per configured task, its scribble corrections as ``<task>_scribbles``, and the few-shot
+        tasks (on a DICOMweb store: their support sets are the store's final labels and the case records)."""
         infers: dict[str, InferTask] = {}
         for name, task in self.tasks.items():
             infers[name] = task.infer()
             infers[f"{name}_scribbles"] = StructureScribblesInfer(task.definition)
+        if not isinstance(self._datastore, OrthancDatastore):
+            if self.settings.fewshot_tasks:
+                logger.warning("few-shot tasks need a DICOMweb store (their support sets live there); not served")
+            return infers
+        self.attachments = SeriesAttachments(
+            orthanc_rest_url(self.studies),
+            self.settings.datastore.timeout_seconds,
+            monailabel_settings.MONAI_LABEL_DICOMWEB_USERNAME,
+            monailabel_settings.MONAI_LABEL_DICOMWEB_PASSWORD,
+        )
+        for name in self.settings.fewshot_tasks:
+            definition = load_fewshot_task(name)
+            task = TASK_CONFIGS[definition.kind]()
+            task.init(
+                name,
+                str(self.model_dir),
+                self.conf,
+                None,
+                library=self._support_library(self._datastore, definition),
+                vocabulary=load_vocabulary(),
+                final_label=self._final_label_path,
+                segment=infers.get(str(definition.inference.get("segment_with", ""))),
+            )
+            self.fewshot[name] = task
+            infers[name] = task.infer()
         return infers
+
+    def case_repository(self) -> CaseRepository:
+        """The case records (created on first use)."""
+        if self._cases is None:
+            vocabulary = load_vocabulary()
+            lookup = orthanc_study_exists(
+                self.studies,
+                self.settings.datastore.timeout_seconds,
+                monailabel_settings.MONAI_LABEL_DICOMWEB_USERNAME,
+                monailabel_settings.MONAI_LABEL_DICOMWEB_PASSWORD,
+            )
+            self._cases = CaseRepository(make_engine(vocabulary.database_url_for()), vocabulary, lookup)
+        return self._cases
+
+    def _support_library(self, datastore: OrthancDatastore, definition: FewShotDefinition) -> SupportLibrary:
+        """Support cases of a few-shot task: recorded studies' series (of its modalities) with final labels."""
+        label_map = next(iter(self.tasks.values())).definition.labels
+        if definition.lesion_label not in label_map:
+            raise ConfigError(f"task {definition.name}: lesion_label {definition.lesion_label!r} is not a label of "
+                              f"the store's SEGs ({', '.join(label_map)})")
+
+        def labelled() -> list[LabelledSeries]:
+            return [
+                LabelledSeries(uid, seg.study_uid, seg.uid)
+                for uid, seg in datastore.final_labels().items()
+                if datastore.modality(uid) in definition.modalities
+            ]
+
+        def load(series_uid: str) -> tuple[sitk.Image, sitk.Image]:
+            image = sitk.ReadImage(datastore.get_image_uri(series_uid))
+            return image, sitk.ReadImage(datastore.get_label_uri(series_uid, DefaultLabelTag.FINAL, series_uid))
+
+        return SupportLibrary(lambda: self.case_repository().list_cases(), labelled, load, definition.slices,
+                              label_map[definition.lesion_label])
+
+    def _final_label_path(self, series_uid: str) -> str | None:
+        """Local file of the series' final label, or ``None`` when it has none in the store."""
+        if series_uid not in self._datastore.final_labels():
+            return None
+        return self._datastore.get_label_uri(series_uid, DefaultLabelTag.FINAL, series_uid) or None
 
     def init_trainers(self) -> dict[str, TrainTask]:
         """One trainer per configured task."""
@@ -184,18 +259,8 @@ class HopeApp(MONAILabelApp):
             self.sync = self._build_sync(self._datastore)
             fastapi_app.include_router(build_sync_router(self.sync))
             self.sync.start()
-            fastapi_app.include_router(build_cases_router(self._case_repository()))
+            fastapi_app.include_router(build_cases_router(self.case_repository()))
         self._mounted = True
-
-    def _case_repository(self) -> CaseRepository:
-        vocabulary = load_vocabulary()
-        lookup = orthanc_study_exists(
-            self.studies,
-            self.settings.datastore.timeout_seconds,
-            monailabel_settings.MONAI_LABEL_DICOMWEB_USERNAME,
-            monailabel_settings.MONAI_LABEL_DICOMWEB_PASSWORD,
-        )
-        return CaseRepository(make_engine(vocabulary.database_url_for()), vocabulary, lookup)
 
     def _build_sync(self, datastore: OrthancDatastore) -> SyncService:
         retrain = self.settings.extra.get("retrain", {})
@@ -241,9 +306,29 @@ class HopeApp(MONAILabelApp):
                     "model_version": ready.model_version,
                 }
                 return {"label": str(copy), "tag": DefaultLabelTag.ORIGINAL, "file": str(copy), "params": params}
+        if model in self.fewshot:
+            return self._fewshot_infer(request, datastore)
         task = self.tasks.get(model)  # None for a scribbles model: it has no weights
         served = task.registry.served_version() if task else None
         result = super().infer(request, datastore)
         if task:
             result["params"]["model_version"] = served
+        return result
+
+    def _fewshot_infer(self, request: dict[str, Any], datastore: Datastore | None) -> dict[str, Any]:
+        """Run a few-shot task, then keep its result with the series in the store (an Orthanc attachment)."""
+        model, image = str(request["model"]), request.get("image")
+        stored = isinstance(image, str) and not Path(image).exists()
+        if stored:
+            request = {**request, "hope_series_uid": image}
+        served = self.fewshot[model].registry.served_version()
+        result = super().infer(request, datastore)
+        params = result["params"]
+        params["model_version"] = served
+        if stored and self.attachments is not None:
+            name = attachment_name(model)
+            record = {"task": model, "series_uid": image, "user": request.get("user") or request.get("client_id"),
+                      "created": datetime.now(UTC).isoformat(timespec="seconds"), "result": params}
+            series_id = self.attachments.put(str(image), name, record)
+            params["stored"] = {"orthanc_series": series_id, "attachment": name}
         return result

@@ -96,6 +96,7 @@ class ServerSettings:
     tasks: tuple[str, ...]
     datastore: DatastoreSettings
     extra: dict[str, Any] = field(default_factory=dict)
+    fewshot_tasks: tuple[str, ...] = ()
 
 
 def config_dir() -> Path:
@@ -103,7 +104,8 @@ def config_dir() -> Path:
     return Path(os.environ.get("HOPE_CONFIG_DIR", DEFAULT_CONFIG_DIR))
 
 
-def _read_yaml(path: Path) -> dict[str, Any]:
+def read_yaml(path: Path) -> dict[str, Any]:
+    """The YAML mapping in ``path``; a :class:`ConfigError` saying what to fix when it is missing or not a mapping."""
     if not path.is_file():
         raise ConfigError(f"configuration file {path} does not exist; create it or set HOPE_CONFIG_DIR")
     with path.open() as f:
@@ -113,7 +115,8 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     return data
 
 
-def _require(data: dict[str, Any], key: str, where: str) -> Any:
+def require(data: dict[str, Any], key: str, where: str) -> Any:
+    """``data[key]``, or a :class:`ConfigError` naming the file (``where``) and the missing key."""
     if key not in data:
         raise ConfigError(f"{where}: missing required key '{key}'")
     return data[key]
@@ -150,25 +153,25 @@ def _bounds(raw: Any, where: str) -> dict[str, tuple[float, float]]:
 
 def parse_task(data: dict[str, Any], where: str = "task") -> TaskDefinition:
     """Validate a task mapping (as read from YAML) into a :class:`TaskDefinition`."""
-    pre = _require(data, "preprocessing", where)
-    net = _require(data, "network", where)
-    train = _require(data, "training", where)
+    pre = require(data, "preprocessing", where)
+    net = require(data, "network", where)
+    train = require(data, "training", where)
     infer = data.get("inference", {})
-    lo, hi = (float(v) for v in _require(pre, "intensity_range", f"{where}.preprocessing"))
+    lo, hi = (float(v) for v in require(pre, "intensity_range", f"{where}.preprocessing"))
     if hi <= lo:
         raise ConfigError(f"{where}.preprocessing.intensity_range: upper bound must exceed lower bound")
     return TaskDefinition(
-        name=str(_require(data, "name", where)),
+        name=str(require(data, "name", where)),
         description=str(data.get("description", "")),
         modalities=tuple(str(m).upper() for m in data.get("modalities", ["CT"])),
-        labels=_labels(_require(data, "labels", where), where),
+        labels=_labels(require(data, "labels", where), where),
         preprocessing=Preprocessing(
-            spacing=_triple(_require(pre, "spacing", where), f"{where}.preprocessing.spacing", float),
+            spacing=_triple(require(pre, "spacing", where), f"{where}.preprocessing.spacing", float),
             intensity_range=(lo, hi),
-            patch_size=_triple(_require(pre, "patch_size", where), f"{where}.preprocessing.patch_size", int),
+            patch_size=_triple(require(pre, "patch_size", where), f"{where}.preprocessing.patch_size", int),
         ),
         network=NetworkSpec(
-            name=str(_require(net, "name", f"{where}.network")),
+            name=str(require(net, "name", f"{where}.network")),
             args=dict(net.get("args", {})),
             pretrained=str(net["pretrained"]) if net.get("pretrained") else None,
         ),
@@ -190,7 +193,7 @@ def parse_task(data: dict[str, Any], where: str = "task") -> TaskDefinition:
 def load_task(name: str, directory: Path | None = None) -> TaskDefinition:
     """Load ``<directory>/tasks/<name>.yaml`` (default: :func:`config_dir`)."""
     path = (directory or config_dir()) / "tasks" / f"{name}.yaml"
-    task = parse_task(_read_yaml(path), where=str(path))
+    task = parse_task(read_yaml(path), where=str(path))
     if task.name != name:
         raise ConfigError(f"{path}: 'name' is {task.name!r} but the file name says {name!r}; make them agree")
     return task
@@ -199,9 +202,9 @@ def load_task(name: str, directory: Path | None = None) -> TaskDefinition:
 def load_server_settings(directory: Path | None = None) -> ServerSettings:
     """Load ``<directory>/server.yaml`` (default: :func:`config_dir`)."""
     path = (directory or config_dir()) / "server.yaml"
-    data = _read_yaml(path)
+    data = read_yaml(path)
     store = data.get("datastore", {})
-    tasks = tuple(str(t) for t in _require(data, "tasks", str(path)))
+    tasks = tuple(str(t) for t in require(data, "tasks", str(path)))
     if not tasks:
         raise ConfigError(f"{path}: 'tasks' must list at least one task")
     return ServerSettings(
@@ -211,5 +214,6 @@ def load_server_settings(directory: Path | None = None) -> ServerSettings:
             list_cache_seconds=float(store.get("list_cache_seconds", 5)),
             timeout_seconds=float(store.get("timeout_seconds", 60)),
         ),
-        extra={k: v for k, v in data.items() if k not in {"tasks", "datastore"}},
+        extra={k: v for k, v in data.items() if k not in {"tasks", "datastore", "fewshot_tasks"}},
+        fewshot_tasks=tuple(str(t) for t in data.get("fewshot_tasks") or ()),
     )

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import requests
 from tqdm import tqdm
 
-from hope.dicom.series_writer import datasets_to_bytes, new_identity, volume_to_datasets
+from hope.dicom.series_writer import SeriesIdentity, datasets_to_bytes, new_identity, volume_to_datasets
 from hope.phantoms import Phantom, PhantomSpec, generate_neck_ct
 
 
@@ -21,6 +22,15 @@ class StoredPhantom:
     series_uid: str
 
 
+def store_volume(orthanc_url: str, volume: np.ndarray, spacing: Sequence[float], identity: SeriesIdentity,
+                 timeout: float = 60.0) -> None:
+    """Store a ``(z, y, x)`` HU volume as a CT series through Orthanc's REST API (``POST /instances``)."""
+    for ds in volume_to_datasets(volume, spacing, identity):
+        response = requests.post(f"{orthanc_url}/instances", data=datasets_to_bytes(ds), timeout=timeout)
+        if response.status_code != 200:
+            raise RuntimeError(f"Orthanc refused a phantom slice: HTTP {response.status_code} {response.text}")
+
+
 def store_phantom(orthanc_url: str, phantom: Phantom, patient_id: str, timeout: float = 60.0) -> StoredPhantom:
     """Store one phantom as a CT series through Orthanc's REST API (``POST /instances``)."""
     identity = new_identity(
@@ -28,10 +38,7 @@ def store_phantom(orthanc_url: str, phantom: Phantom, patient_id: str, timeout: 
         study_description="HOPE phantom neck CT",
         series_description=f"Phantom seed {phantom.seed}",
     )
-    for ds in volume_to_datasets(phantom.image, phantom.spacing, identity):
-        response = requests.post(f"{orthanc_url}/instances", data=datasets_to_bytes(ds), timeout=timeout)
-        if response.status_code != 200:
-            raise RuntimeError(f"Orthanc refused a phantom slice: HTTP {response.status_code} {response.text}")
+    store_volume(orthanc_url, phantom.image, phantom.spacing, identity, timeout)
     return StoredPhantom(phantom, identity.study_instance_uid, identity.series_instance_uid)
 
 

@@ -39,3 +39,9 @@ class StoreError(HopeHTTPError):
     """The DICOM store failed or refused a request; nothing was written."""
 
     status = 502
+
+
+class ConflictError(HopeHTTPError):
+    """The request is valid, but the store does not hold what it needs yet (e.g. no labelled case of a type)."""
+
+    status = 409

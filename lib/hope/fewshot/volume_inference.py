@@ -1,0 +1,47 @@
+"""Few-shot segmentation of a whole slice stack against one support set per tumour type.
+
+The query slices are encoded once (in batches) and compared with the prototypes of each type's support set, so
+segmenting against every known type costs one encoding plus a cheap prototype match per type.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+import torch
+
+from hope.fewshot.episodes import SupportSet
+from hope.fewshot.prototypes import PrototypeSegmenter
+
+
+@torch.no_grad()
+def encode(segmenter: PrototypeSegmenter, images: torch.Tensor, batch: int) -> torch.Tensor:
+    """Encoder features of ``(N, 1, H, W)`` images, ``batch`` at a time (on the segmenter's device)."""
+    device = next(segmenter.parameters()).device
+    segmenter.eval()
+    return torch.cat([segmenter.encoder(images[i : i + batch].to(device)) for i in range(0, len(images), batch)])
+
+
+@torch.no_grad()
+def lesion_probabilities(
+    segmenter: PrototypeSegmenter, supports: Mapping[str, SupportSet], slices: np.ndarray, batch: int = 16
+) -> dict[str, np.ndarray]:
+    """Lesion probability ``(Z, H, W)`` of each slice of ``slices`` against each named support set.
+
+    Support and query slices may differ in size: support sets are encoded on their own.
+    """
+    queries = torch.from_numpy(np.ascontiguousarray(slices, dtype=np.float32))[:, None]
+    query_features = encode(segmenter, queries, batch)
+    device = query_features.device
+    result = {}
+    for name, support in supports.items():
+        support_features = encode(segmenter, support.images, batch)
+        probabilities = []
+        for start in range(0, len(query_features), batch):
+            logits = segmenter.logits_from_features(
+                support_features, support.masks.to(device), query_features[start : start + batch], slices.shape[-2:]
+            )
+            probabilities.append(logits.softmax(dim=1)[:, 1].cpu())
+        result[name] = torch.cat(probabilities).numpy()
+    return result

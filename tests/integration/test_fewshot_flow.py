@@ -1,0 +1,230 @@
+"""The few-shot flow through a real Orthanc and a real HOPE server.
+
+Cases of a tumour type the served model never saw in training (phantom chordoma) and of two other types are
+stored as CT series, labelled through ``PUT /datastore/label`` (a SEG in Orthanc) and recorded through
+``PUT /cases``. A new chordoma case is then segmented and graded through ``/infer``, and the results are found
+with the study in Orthanc.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pytest
+import requests
+import SimpleITK as sitk
+from dicomweb_client import DICOMwebClient
+
+from hope.datastore.attachments import SeriesAttachments, attachment_name
+from hope.demo import store_volume
+from hope.dicom.series_writer import new_identity
+from hope.fewshot.config import load_fewshot_task
+from hope.fewshot.phantom_volumes import PhantomStack, phantom_stack
+from hope.services.orthanc import OrthancSettings
+from tests.integration.helpers import nifti_bytes, put_label, read_nifti_bytes, series_volume
+
+pytestmark = pytest.mark.slow
+
+SPEC = load_fewshot_task("fewshot_tumor").slices
+NEW_TYPE = "chordoma"
+# phantom type, case-record type, verdict, seeds of the labelled cases
+LABELLED = [
+    ("chordoma", "chordoma", "malignant", (101, 102, 103)),
+    ("aneurysmal_bone_cyst", "aneurysmal_bone_cyst", "borderline", (201, 202)),
+    ("haemangioma", "hemangioma", "benign", (301, 302)),
+]
+QUERY_SEED = 199
+
+
+@dataclass(frozen=True)
+class StoredStack:
+    """A phantom stack stored in Orthanc."""
+
+    stack: PhantomStack
+    study_uid: str
+    series_uid: str
+
+
+def _store(orthanc: OrthancSettings, phantom_type: str, seed: int) -> StoredStack:
+    stack = phantom_stack(phantom_type, seed, SPEC)
+    identity = new_identity(f"FEWSHOT-{seed}", study_description=f"phantom {phantom_type}")
+    store_volume(orthanc.url, stack.hu, stack.spacing, identity)
+    return StoredStack(stack, identity.study_instance_uid, identity.series_instance_uid)
+
+
+def _record(hope_url: str, study_uid: str, tumor_type: str, verdict: str) -> None:
+    body = {"tumor_type": tumor_type, "verdict": verdict, "confirmation": "pathology", "reason": "pathology report"}
+    response = requests.put(f"{hope_url}/cases/{study_uid}", json=body, headers={"X-HOPE-User": "dr.path"},
+                            timeout=60)
+    assert response.status_code in (200, 201), response.text
+
+
+def _label(hope_url: str, client: DICOMwebClient, stored: StoredStack, tumor: int) -> None:
+    image = series_volume(client, stored.study_uid, stored.series_uid)
+    response = put_label(hope_url, stored.series_uid, nifti_bytes(stored.stack.mask * tumor, image))
+    assert response.status_code == 200, response.text
+
+
+@pytest.fixture(scope="module")
+def client(orthanc: OrthancSettings) -> DICOMwebClient:
+    """A plain dicomweb-client on the test Orthanc."""
+    return DICOMwebClient(orthanc.dicomweb_url)
+
+
+@pytest.fixture(scope="module")
+def labelled(orthanc: OrthancSettings, hope_url: str, client: DICOMwebClient, spine_labels: dict[str, int]
+             ) -> list[StoredStack]:
+    """Steps 1 and 2: k labelled cases per type, stored, labelled (SEG) and recorded."""
+    stored = []
+    for phantom_type, record_type, verdict, seeds in LABELLED:
+        for seed in seeds:
+            case = _store(orthanc, phantom_type, seed)
+            _label(hope_url, client, case, spine_labels["tumor"])
+            _record(hope_url, case.study_uid, record_type, verdict)
+            stored.append(case)
+    return stored
+
+
+@pytest.fixture(scope="module")
+def query(orthanc: OrthancSettings) -> StoredStack:
+    """A new, unlabelled, unrecorded case of the new type."""
+    return _store(orthanc, NEW_TYPE, QUERY_SEED)
+
+
+@pytest.fixture(scope="module")
+def attachments(orthanc: OrthancSettings) -> SeriesAttachments:
+    """Orthanc's REST API, for the results kept with the series."""
+    return SeriesAttachments(orthanc.url, 30)
+
+
+def _infer(hope_url: str, model: str, series_uid: str, output: str, params: dict[str, Any],
+           label: bytes | None = None) -> requests.Response:
+    files = {"label": ("lesion.nii.gz", io.BytesIO(label), "application/octet-stream")} if label else None
+    return requests.post(f"{hope_url}/infer/{model}", params={"image": series_uid, "output": output},
+                         data={"params": json.dumps(params)}, files=files, timeout=600)
+
+
+def _dice(a: np.ndarray, b: np.ndarray) -> float:
+    a, b = a > 0, b > 0
+    return float(2 * (a & b).sum() / max(1, a.sum() + b.sum()))
+
+
+def test_fewshot_tasks_are_served(hope_url: str) -> None:
+    """Both tasks appear in ``/info`` with their types."""
+    models = requests.get(f"{hope_url}/info/", timeout=30).json()["models"]
+    assert models["fewshot_tumor"]["type"] == "segmentation"
+    assert models["tumor_grade"]["type"] == "classification"
+
+
+def test_new_type_is_segmented_from_its_labelled_cases(
+    hope_url: str, labelled: list[StoredStack], query: StoredStack, client: DICOMwebClient,
+    attachments: SeriesAttachments, spine_labels: dict[str, int],
+) -> None:
+    """Step 3: the new case, segmented against the named type, matches its truth; the result is kept with it."""
+    response = _infer(hope_url, "fewshot_tumor", query.series_uid, "image", {"tumor_type": NEW_TYPE})
+    assert response.status_code == 200, response.text
+    label = read_nifti_bytes(response.content)
+    image = series_volume(client, query.study_uid, query.series_uid)
+    assert label.GetSize() == image.GetSize()
+    predicted = sitk.GetArrayFromImage(label)
+    assert set(np.unique(predicted).tolist()) <= {0, spine_labels["tumor"]}
+    dice = _dice(predicted, query.stack.mask)
+    assert dice >= 0.5, f"few-shot Dice {dice:.2f} on the new type"
+
+    kept = attachments.get(query.series_uid, attachment_name("fewshot_tumor"))
+    assert kept is not None and kept["series_uid"] == query.series_uid
+    result = kept["result"]
+    assert result["tumor_type"] == NEW_TYPE
+    assert list(result["per_type"]) == [NEW_TYPE] and result["per_type"][NEW_TYPE]["support_cases"] == 3
+    chordoma_series = {c.series_uid for c in labelled if c.stack.tumour_type == NEW_TYPE}
+    assert {s["series_uid"] for s in result["support"]} == chordoma_series
+    assert result["lesion"]["voxels"] == int(np.count_nonzero(predicted))
+    assert result["model_version"] == "v0001"
+
+
+def test_every_known_type_is_tried_without_a_named_type(
+    hope_url: str, labelled: list[StoredStack], query: StoredStack
+) -> None:
+    """Without ``tumor_type`` the case is matched against every type with labelled cases."""
+    response = _infer(hope_url, "fewshot_tumor", query.series_uid, "json", {})
+    assert response.status_code == 200, response.text
+    result = response.json()
+    assert set(result["per_type"]) == {record for _, record, _, _ in LABELLED}
+    assert result["requested_type"] == "all"
+    assert result["tumor_type"] == max(result["per_type"], key=lambda t: result["per_type"][t]["match"])
+    assert result["lesion"]["voxels"] > 0
+
+
+def test_new_case_is_graded_and_the_grade_kept_with_the_study(
+    hope_url: str, labelled: list[StoredStack], query: StoredStack, attachments: SeriesAttachments
+) -> None:
+    """Step 3 and 4: grade probabilities and nearest types in the infer JSON, and the same kept in Orthanc."""
+    response = _infer(hope_url, "tumor_grade", query.series_uid, "json", {"tumor_type": NEW_TYPE})
+    assert response.status_code == 200, response.text
+    result = response.json()
+    assert set(result["probabilities"]) == {"benign", "borderline", "malignant"}
+    assert sum(result["probabilities"].values()) == pytest.approx(1.0, abs=1e-3)
+    assert result["grade"] == max(result["probabilities"], key=result["probabilities"].get)
+    assert {t["tumor_type"] for t in result["nearest_types"]} == {record for _, record, _, _ in LABELLED}
+    assert result["lesion"]["source"] == "fewshot_tumor"
+    assert result["support"]["by_verdict"] == {"malignant": 3, "borderline": 2, "benign": 2}
+    kept = attachments.get(query.series_uid, attachment_name("tumor_grade"))
+    assert kept is not None
+    assert kept["result"]["probabilities"] == result["probabilities"]
+
+
+def test_an_uploaded_lesion_is_graded(
+    hope_url: str, labelled: list[StoredStack], query: StoredStack, client: DICOMwebClient,
+    spine_labels: dict[str, int],
+) -> None:
+    """A lesion the annotator drew is graded as sent."""
+    image = series_volume(client, query.study_uid, query.series_uid)
+    upload = nifti_bytes(query.stack.mask * spine_labels["tumor"], image)
+    response = _infer(hope_url, "tumor_grade", query.series_uid, "json", {}, label=upload)
+    assert response.status_code == 200, response.text
+    result = response.json()
+    assert result["lesion"]["source"] == "request"
+    assert result["lesion"]["voxels"] == int(query.stack.mask.sum())
+
+
+def test_a_new_support_case_counts_on_the_next_request(
+    orthanc: OrthancSettings, hope_url: str, client: DICOMwebClient, labelled: list[StoredStack],
+    query: StoredStack, spine_labels: dict[str, int],
+) -> None:
+    """Labelling and recording one more case of the type changes the very next answer, without retraining."""
+    def chordoma_cases() -> int:
+        response = _infer(hope_url, "fewshot_tumor", query.series_uid, "json", {"tumor_type": NEW_TYPE})
+        assert response.status_code == 200, response.text
+        return response.json()["per_type"][NEW_TYPE]["support_cases"]
+
+    before = chordoma_cases()
+    extra = _store(orthanc, NEW_TYPE, 104)
+    _label(hope_url, client, extra, spine_labels["tumor"])
+    _record(hope_url, extra.study_uid, NEW_TYPE, "malignant")
+    assert chordoma_cases() == before + 1
+
+
+def test_adaptation_steps_are_bounded(hope_url: str, labelled: list[StoredStack], query: StoredStack) -> None:
+    """Fast adaptation runs when asked for with a type, and out-of-range requests are refused with a reason."""
+    adapted = _infer(hope_url, "fewshot_tumor", query.series_uid, "json", {"tumor_type": NEW_TYPE, "adapt_steps": 2})
+    assert adapted.status_code == 200, adapted.text
+    assert adapted.json()["adapt_steps"] == 2
+    too_many = _infer(hope_url, "fewshot_tumor", query.series_uid, "json", {"tumor_type": NEW_TYPE,
+                                                                            "adapt_steps": 999})
+    assert too_many.status_code == 422 and "adapt_steps" in too_many.text
+    untyped = _infer(hope_url, "fewshot_tumor", query.series_uid, "json", {"adapt_steps": 1})
+    assert untyped.status_code == 422 and "tumor_type" in untyped.text
+
+
+def test_unknown_type_and_type_without_cases_are_refused(
+    hope_url: str, labelled: list[StoredStack], query: StoredStack
+) -> None:
+    """An unknown type is a 422 listing the known ones; a known type without labelled cases is a 409."""
+    unknown = _infer(hope_url, "fewshot_tumor", query.series_uid, "json", {"tumor_type": "dragon"})
+    assert unknown.status_code == 422 and "dragon" in unknown.text and "chordoma" in unknown.text
+    missing = _infer(hope_url, "fewshot_tumor", query.series_uid, "json", {"tumor_type": "schwannoma"})
+    assert missing.status_code == 409 and "schwannoma" in missing.text and "/cases" in missing.text
