@@ -135,6 +135,8 @@ class HopeApp(MONAILabelApp):
                 vocabulary=load_vocabulary(),
                 final_label=self._final_label_path,
                 segment=infers.get(str(definition.inference.get("segment_with", ""))),
+                list_images=lambda modalities=definition.modalities: self._image_series(modalities),
+                load_image=lambda uid: sitk.ReadImage(self._datastore.get_image_uri(uid)),
             )
             self.fewshot[name] = task
             infers[name] = task.infer()
@@ -174,6 +176,10 @@ class HopeApp(MONAILabelApp):
         return SupportLibrary(lambda: self.case_repository().list_cases(), labelled, load, definition.slices,
                               label_map[definition.lesion_label])
 
+    def _image_series(self, modalities: tuple[str, ...]) -> list[str]:
+        """The store's image series of these modalities."""
+        return [uid for uid in self._datastore.list_images() if self._datastore.modality(uid) in modalities]
+
     def _final_label_path(self, series_uid: str) -> str | None:
         """Local file of the series' final label, or ``None`` when it has none in the store."""
         if series_uid not in self._datastore.final_labels():
@@ -181,8 +187,10 @@ class HopeApp(MONAILabelApp):
         return self._datastore.get_label_uri(series_uid, DefaultLabelTag.FINAL, series_uid) or None
 
     def init_trainers(self) -> dict[str, TrainTask]:
-        """One trainer per configured task."""
-        return {name: task.trainer() for name, task in self.tasks.items()}
+        """One trainer per configured task, and the few-shot tasks' refresh where their YAML defines one."""
+        trainers = {name: task.trainer() for name, task in self.tasks.items()}
+        fewshot = {name: task.trainer() for name, task in self.fewshot.items()}
+        return {**trainers, **{name: t for name, t in fewshot.items() if t is not None}}
 
     def eligible(self, task: str, series_uid: str) -> bool:
         """Whether ``task`` annotates the series (its modality is one of the task's)."""
@@ -241,9 +249,12 @@ class HopeApp(MONAILabelApp):
             return
         from monailabel.app import app as fastapi_app  # the running server's FastAPI app
 
+        trained = {name: task for name, task in self.fewshot.items() if name in self._trainers}
         admin = build_admin_router(
-            {name: task.definition for name, task in self.tasks.items()},
-            {name: task.registry for name, task in self.tasks.items()},
+            {**{name: task.definition for name, task in self.tasks.items()},
+             **{name: task.definition for name, task in trained.items()}},
+            {**{name: task.registry for name, task in self.tasks.items()},
+             **{name: task.registry for name, task in self.fewshot.items()}},
             lambda name: self._trainers[name].config(),
         )
         # HOPE's POST /train/{model} (bounds, who started it) must answer before MONAI Label's own route.

@@ -140,7 +140,8 @@ def _labels(raw: Any, where: str) -> dict[str, int]:
     return labels
 
 
-def _bounds(raw: Any, where: str) -> dict[str, tuple[float, float]]:
+def parse_bounds(raw: Any, where: str) -> dict[str, tuple[float, float]]:
+    """Training-parameter bounds ``{name: [min, max]}`` from YAML, checked."""
     if not isinstance(raw, dict):
         raise ConfigError(f"{where}: expected a mapping of parameter -> [min, max]")
     bounds = {}
@@ -182,7 +183,7 @@ def parse_task(data: dict[str, Any], where: str = "task") -> TaskDefinition:
             train_batch_size=int(train.get("train_batch_size", 1)),
             samples_per_image=int(train.get("samples_per_image", 2)),
             amp=bool(train.get("amp", True)),
-            bounds=_bounds(train.get("bounds", {}), f"{where}.training.bounds"),
+            bounds=parse_bounds(train.get("bounds", {}), f"{where}.training.bounds"),
         ),
         inference=InferenceSettings(
             sw_batch_size=int(infer.get("sw_batch_size", 2)), overlap=float(infer.get("overlap", 0.25))

@@ -25,7 +25,7 @@ from hope.dicom.series_writer import new_identity
 from hope.fewshot.config import load_fewshot_task
 from hope.fewshot.phantom_volumes import PhantomStack, phantom_stack
 from hope.services.orthanc import OrthancSettings
-from tests.integration.helpers import nifti_bytes, put_label, read_nifti_bytes, series_volume
+from tests.integration.helpers import nifti_bytes, put_label, read_nifti_bytes, series_volume, wait_for_training
 
 pytestmark = pytest.mark.slow
 
@@ -228,3 +228,26 @@ def test_unknown_type_and_type_without_cases_are_refused(
     assert unknown.status_code == 422 and "dragon" in unknown.text and "chordoma" in unknown.text
     missing = _infer(hope_url, "fewshot_tumor", query.series_uid, "json", {"tumor_type": "schwannoma"})
     assert missing.status_code == 409 and "schwannoma" in missing.text and "/cases" in missing.text
+
+
+def test_admin_refresh_trains_on_the_store_and_publishes_a_version(
+    hope_url: str, labelled: list[StoredStack]
+) -> None:
+    """``POST /train/fewshot_tumor`` runs SSL on stored slices and meta-training on recorded types, shows its
+    progress, and publishes a new version that then serves; out-of-bounds parameters are refused."""
+    refused = requests.post(f"{hope_url}/train/fewshot_tumor", json={"ssl_steps": 10**9}, timeout=30)
+    assert refused.status_code == 422 and "ssl_steps" in refused.text
+    before = requests.get(f"{hope_url}/hope/models/fewshot_tumor/versions", timeout=30).json()
+    started = requests.post(f"{hope_url}/train/fewshot_tumor", params={"enqueue": "true"},
+                            json={"ssl_steps": 4, "meta_steps": 4, "slices_per_series": 2}, timeout=30)
+    assert started.status_code == 200, started.text
+    task = wait_for_training(hope_url, timeout=600)
+    assert task["status"] == "DONE", task
+    after = requests.get(f"{hope_url}/hope/models/fewshot_tumor/versions", timeout=30).json()
+    assert len(after["versions"]) == len(before["versions"]) + 1
+    newest = after["versions"][-1]
+    assert after["serving"] == newest["version"]
+    assert {"ssl_loss", "meta_loss"} <= set(newest["metrics"])
+    assert newest["params"]["ssl_steps"] == 4
+    stats = requests.get(f"{hope_url}/info/", timeout=30).json()["train_stats"]["fewshot_tumor"]
+    assert stats["status"] == "COMPLETED" and stats["meta_types"] == sorted({r for _, r, _, _ in LABELLED})

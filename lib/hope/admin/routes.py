@@ -15,6 +15,7 @@ from pydantic import BaseModel
 from hope.admin.train_params import validate_train_params
 from hope.config import TaskDefinition
 from hope.errors import HopeHTTPError, NotFoundError
+from hope.fewshot.config import FewShotDefinition
 from hope.models.plots import training_report_png
 from hope.models.registry import ModelRegistry
 
@@ -32,7 +33,7 @@ class PinRequest(BaseModel):
 
 
 def build_router(
-    tasks: Mapping[str, TaskDefinition],
+    tasks: Mapping[str, TaskDefinition | FewShotDefinition],
     registries: Mapping[str, ModelRegistry],
     published_config: Callable[[str], Mapping[str, Any]],
 ) -> APIRouter:

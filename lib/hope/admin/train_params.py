@@ -9,8 +9,10 @@ import torch
 
 from hope.config import TaskDefinition
 from hope.errors import InvalidInputError
+from hope.fewshot.config import FewShotDefinition
 
-INTEGER_PARAMS = {"max_epochs", "early_stop_patience", "train_batch_size"}
+INTEGER_PARAMS = {"max_epochs", "early_stop_patience", "train_batch_size", "ssl_steps", "meta_steps",
+                  "slices_per_series", "seed"}
 
 
 def _gpus(value: Any) -> str:
@@ -29,7 +31,8 @@ def _gpus(value: Any) -> str:
 
 
 def validate_train_params(
-    task: TaskDefinition, params: dict[str, Any] | None, published: Mapping[str, Any] | None = None
+    task: TaskDefinition | FewShotDefinition, params: dict[str, Any] | None,
+    published: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Check ``params`` against ``task.training.bounds``; return them typed, or raise a 422 naming the problem.
 

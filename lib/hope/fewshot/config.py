@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from hope.config import ConfigError, config_dir, read_yaml, require
+from hope.config import ConfigError, config_dir, parse_bounds, read_yaml, require
 
 Kind = Literal["fewshot_segmentation", "lesion_grading"]
 KINDS: tuple[str, ...] = ("fewshot_segmentation", "lesion_grading")
@@ -32,6 +32,14 @@ class SliceSpec:
 
 
 @dataclass(frozen=True)
+class FewShotTraining:
+    """Defaults of an admin-started refresh (``POST /train/<task>``) and the bounds a request must keep to."""
+
+    defaults: dict[str, Any] = field(default_factory=dict)
+    bounds: dict[str, tuple[float, float]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class FewShotDefinition:
     """One few-shot task: what it is, where its lesions come from, its network and its inference settings."""
 
@@ -44,6 +52,7 @@ class FewShotDefinition:
     network: dict[str, Any]
     pretrained: str | None
     inference: dict[str, Any] = field(default_factory=dict)
+    training: FewShotTraining | None = None  # None: the task has no trainer
 
 
 def _positive(value: Any, where: str, cast: type = float) -> Any:
@@ -82,7 +91,17 @@ def parse_fewshot_task(data: dict[str, Any], where: str = "task") -> FewShotDefi
         network=network,
         pretrained=str(pretrained) if pretrained else None,
         inference=dict(data.get("inference", {})),
+        training=_training(data["training"], f"{where}.training") if data.get("training") else None,
     )
+
+
+def _training(raw: dict[str, Any], where: str) -> FewShotTraining:
+    defaults = {k: v for k, v in raw.items() if k != "bounds"}
+    bounds = parse_bounds(raw.get("bounds", {}), f"{where}.bounds")
+    outside = [k for k, (lo, hi) in bounds.items() if k in defaults and not lo <= float(defaults[k]) <= hi]
+    if outside:
+        raise ConfigError(f"{where}: defaults {outside} lie outside their bounds")
+    return FewShotTraining(defaults, bounds)
 
 
 def load_fewshot_task(name: str, directory: Path | None = None) -> FewShotDefinition:

@@ -27,6 +27,7 @@ from hope.infers.fewshot_common import ServedModel
 from hope.infers.fewshot_tumor import FewShotTumorInfer
 from hope.infers.tumor_grade import TumorGradeInfer
 from hope.models.registry import ModelRegistry
+from hope.trainers.fewshot import FewShotTrainer
 
 logger = logging.getLogger(__name__)
 
@@ -70,12 +71,13 @@ class FewShotTaskConfig(TaskConfig):
                        "(run scripts/pretrain_fewshot.py)")
 
     def trainer(self) -> TrainTask | None:
-        """Few-shot tasks learn a new type from its support set at inference time; there is no trainer to run."""
+        """No trainer by default: a few-shot task learns a new type from its support set at inference time."""
         return None
 
 
 class FewShotTumorTaskConfig(FewShotTaskConfig):
-    """``fewshot_tumor``: needs ``library`` and ``vocabulary`` keyword arguments at :meth:`init`."""
+    """``fewshot_tumor``: needs ``library``, ``vocabulary``, ``list_images`` and ``load_image`` keyword arguments
+    at :meth:`init`."""
 
     def _untrained(self) -> torch.nn.Module:
         return build_segmenter(self.definition)
@@ -84,6 +86,13 @@ class FewShotTumorTaskConfig(FewShotTaskConfig):
         """The few-shot segmentation infer task."""
         model = ServedModel(self.registry.served_path, lambda p: load_segmenter(p, self.definition))
         return FewShotTumorInfer(self.definition, model, self.kwargs["library"], self.kwargs["vocabulary"])
+
+    def trainer(self) -> TrainTask | None:
+        """The admin-started refresh of the encoder on the store, when the task YAML has a ``training`` section."""
+        if self.definition.training is None:
+            return None
+        return FewShotTrainer(self.definition, self.registry, self.kwargs["library"], self.kwargs["list_images"],
+                              self.kwargs["load_image"])
 
 
 class TumorGradeTaskConfig(FewShotTaskConfig):
