@@ -16,6 +16,8 @@ from pathlib import Path
 
 from hope.config import load_server_settings, load_task
 from hope.demo import load_demo
+from hope.fewshot.config import load_fewshot_task
+from hope.fewshot_demo import DemoType, load_fewshot_demo
 from hope.services.hope_server import hope_server_process
 from hope.services.orthanc import OrthancSettings, PostgresIndex, orthanc_process
 
@@ -62,6 +64,7 @@ def main() -> None:
         _load_demo_once(data_dir, orthanc_settings.url)
         logger.info("starting the HOPE server ...")
         server.start(timeout=300)
+        _load_fewshot_demo_once(data_dir, orthanc_settings.url, f"http://127.0.0.1:{port}")
         _print_urls(port, orthanc_settings)
         while not stop.wait(1.0):
             for proc in (orthanc, server):
@@ -84,6 +87,25 @@ def _load_demo_once(data_dir: Path, orthanc_url: str) -> None:
     first = int(demo.get("first_seed", 1000))
     load_demo(orthanc_url, task.labels, range(first, first + int(demo.get("cases", 6))))
     marker.write_text("demo phantoms stored\n")
+
+
+def _load_fewshot_demo_once(data_dir: Path, orthanc_url: str, hope_url: str) -> None:
+    """Rare-tumour phantoms, labelled and recorded through HOPE, so the few-shot tasks have support sets."""
+    marker = data_dir / ".fewshot-demo-loaded"
+    settings = load_server_settings()
+    if os.environ.get("HOPE_DEMO", "1") == "0" or marker.exists() or "fewshot_tumor" not in settings.fewshot_tasks:
+        return
+    demo = settings.extra.get("demo", {})
+    fewshot = load_fewshot_task("fewshot_tumor")
+    load_fewshot_demo(
+        orthanc_url,
+        hope_url,
+        [DemoType.parse(entry) for entry in demo.get("fewshot", [])],
+        load_task(settings.tasks[0]).labels[fewshot.lesion_label],
+        fewshot.slices,
+        int(demo.get("fewshot_first_seed", 5000)),
+    )
+    marker.write_text("rare-tumour demo phantoms stored, labelled and recorded\n")
 
 
 def _print_urls(port: int, orthanc: OrthancSettings) -> None:

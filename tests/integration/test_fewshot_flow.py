@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import io
 import json
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -20,53 +19,20 @@ import SimpleITK as sitk
 from dicomweb_client import DICOMwebClient
 
 from hope.datastore.attachments import SeriesAttachments, attachment_name
-from hope.demo import store_volume
-from hope.dicom.series_writer import new_identity
 from hope.fewshot.config import load_fewshot_task
-from hope.fewshot.phantom_volumes import PhantomStack, phantom_stack
+from hope.fewshot_demo import DemoType, StoredStack, label_and_record, load_fewshot_demo, store_stack
 from hope.services.orthanc import OrthancSettings
-from tests.integration.helpers import nifti_bytes, put_label, read_nifti_bytes, series_volume, wait_for_training
+from tests.integration.helpers import nifti_bytes, read_nifti_bytes, series_volume, wait_for_training
 
 pytestmark = pytest.mark.slow
 
 SPEC = load_fewshot_task("fewshot_tumor").slices
-NEW_TYPE = "chordoma"
-# phantom type, case-record type, verdict, seeds of the labelled cases
-LABELLED = [
-    ("chordoma", "chordoma", "malignant", (101, 102, 103)),
-    ("aneurysmal_bone_cyst", "aneurysmal_bone_cyst", "borderline", (201, 202)),
-    ("haemangioma", "hemangioma", "benign", (301, 302)),
+NEW_TYPE = "chordoma"  # held out of the shipped model's meta-training: new to the server
+TYPES = [
+    DemoType("chordoma", "chordoma", "malignant", labelled=3),
+    DemoType("aneurysmal_bone_cyst", "aneurysmal_bone_cyst", "borderline", labelled=2),
+    DemoType("haemangioma", "hemangioma", "benign", labelled=2),
 ]
-QUERY_SEED = 199
-
-
-@dataclass(frozen=True)
-class StoredStack:
-    """A phantom stack stored in Orthanc."""
-
-    stack: PhantomStack
-    study_uid: str
-    series_uid: str
-
-
-def _store(orthanc: OrthancSettings, phantom_type: str, seed: int) -> StoredStack:
-    stack = phantom_stack(phantom_type, seed, SPEC)
-    identity = new_identity(f"FEWSHOT-{seed}", study_description=f"phantom {phantom_type}")
-    store_volume(orthanc.url, stack.hu, stack.spacing, identity)
-    return StoredStack(stack, identity.study_instance_uid, identity.series_instance_uid)
-
-
-def _record(hope_url: str, study_uid: str, tumor_type: str, verdict: str) -> None:
-    body = {"tumor_type": tumor_type, "verdict": verdict, "confirmation": "pathology", "reason": "pathology report"}
-    response = requests.put(f"{hope_url}/cases/{study_uid}", json=body, headers={"X-HOPE-User": "dr.path"},
-                            timeout=60)
-    assert response.status_code in (200, 201), response.text
-
-
-def _label(hope_url: str, client: DICOMwebClient, stored: StoredStack, tumor: int) -> None:
-    image = series_volume(client, stored.study_uid, stored.series_uid)
-    response = put_label(hope_url, stored.series_uid, nifti_bytes(stored.stack.mask * tumor, image))
-    assert response.status_code == 200, response.text
 
 
 @pytest.fixture(scope="module")
@@ -76,23 +42,24 @@ def client(orthanc: OrthancSettings) -> DICOMwebClient:
 
 
 @pytest.fixture(scope="module")
-def labelled(orthanc: OrthancSettings, hope_url: str, client: DICOMwebClient, spine_labels: dict[str, int]
-             ) -> list[StoredStack]:
-    """Steps 1 and 2: k labelled cases per type, stored, labelled (SEG) and recorded."""
-    stored = []
-    for phantom_type, record_type, verdict, seeds in LABELLED:
-        for seed in seeds:
-            case = _store(orthanc, phantom_type, seed)
-            _label(hope_url, client, case, spine_labels["tumor"])
-            _record(hope_url, case.study_uid, record_type, verdict)
-            stored.append(case)
-    return stored
+def demo(orthanc: OrthancSettings, hope_url: str, spine_labels: dict[str, int]
+         ) -> dict[str, tuple[list[StoredStack], StoredStack]]:
+    """Steps 1 and 2: k cases per type stored, labelled (a SEG, through HOPE) and recorded (``PUT /cases``);
+    plus one unlabelled case per type."""
+    return load_fewshot_demo(orthanc.url, hope_url, TYPES, spine_labels["tumor"], SPEC, first_seed=100,
+                             progress=False)
 
 
 @pytest.fixture(scope="module")
-def query(orthanc: OrthancSettings) -> StoredStack:
+def labelled(demo: dict[str, tuple[list[StoredStack], StoredStack]]) -> list[StoredStack]:
+    """Every labelled, recorded case."""
+    return [case for cases, _ in demo.values() for case in cases]
+
+
+@pytest.fixture(scope="module")
+def query(demo: dict[str, tuple[list[StoredStack], StoredStack]]) -> StoredStack:
     """A new, unlabelled, unrecorded case of the new type."""
-    return _store(orthanc, NEW_TYPE, QUERY_SEED)
+    return demo[NEW_TYPE][1]
 
 
 @pytest.fixture(scope="module")
@@ -153,7 +120,7 @@ def test_every_known_type_is_tried_without_a_named_type(
     response = _infer(hope_url, "fewshot_tumor", query.series_uid, "json", {})
     assert response.status_code == 200, response.text
     result = response.json()
-    assert set(result["per_type"]) == {record for _, record, _, _ in LABELLED}
+    assert set(result["per_type"]) == {t.tumor_type for t in TYPES}
     assert result["requested_type"] == "all"
     assert result["tumor_type"] == max(result["per_type"], key=lambda t: result["per_type"][t]["match"])
     assert result["lesion"]["voxels"] > 0
@@ -169,7 +136,7 @@ def test_new_case_is_graded_and_the_grade_kept_with_the_study(
     assert set(result["probabilities"]) == {"benign", "borderline", "malignant"}
     assert sum(result["probabilities"].values()) == pytest.approx(1.0, abs=1e-3)
     assert result["grade"] == max(result["probabilities"], key=result["probabilities"].get)
-    assert {t["tumor_type"] for t in result["nearest_types"]} == {record for _, record, _, _ in LABELLED}
+    assert {t["tumor_type"] for t in result["nearest_types"]} == {t.tumor_type for t in TYPES}
     assert result["lesion"]["source"] == "fewshot_tumor"
     assert result["support"]["by_verdict"] == {"malignant": 3, "borderline": 2, "benign": 2}
     kept = attachments.get(query.series_uid, attachment_name("tumor_grade"))
@@ -202,9 +169,8 @@ def test_a_new_support_case_counts_on_the_next_request(
         return response.json()["per_type"][NEW_TYPE]["support_cases"]
 
     before = chordoma_cases()
-    extra = _store(orthanc, NEW_TYPE, 104)
-    _label(hope_url, client, extra, spine_labels["tumor"])
-    _record(hope_url, extra.study_uid, NEW_TYPE, "malignant")
+    extra = store_stack(orthanc.url, NEW_TYPE, 1000, SPEC)
+    label_and_record(hope_url, extra, spine_labels["tumor"], NEW_TYPE, "malignant")
     assert chordoma_cases() == before + 1
 
 
@@ -250,4 +216,4 @@ def test_admin_refresh_trains_on_the_store_and_publishes_a_version(
     assert {"ssl_loss", "meta_loss"} <= set(newest["metrics"])
     assert newest["params"]["ssl_steps"] == 4
     stats = requests.get(f"{hope_url}/info/", timeout=30).json()["train_stats"]["fewshot_tumor"]
-    assert stats["status"] == "COMPLETED" and stats["meta_types"] == sorted({r for _, r, _, _ in LABELLED})
+    assert stats["status"] == "COMPLETED" and stats["meta_types"] == sorted(t.tumor_type for t in TYPES)
