@@ -100,7 +100,7 @@ def test_new_type_is_segmented_from_its_labelled_cases(
     predicted = sitk.GetArrayFromImage(label)
     assert set(np.unique(predicted).tolist()) <= {0, spine_labels["tumor"]}
     dice = _dice(predicted, query.stack.mask)
-    assert dice >= 0.5, f"few-shot Dice {dice:.2f} on the new type"
+    assert dice >= 0.6, f"few-shot Dice {dice:.2f} on the new type"  # 0.74 with the shipped weights
 
     kept = attachments.get(query.series_uid, attachment_name("fewshot_tumor"))
     assert kept is not None and kept["series_uid"] == query.series_uid
@@ -121,8 +121,8 @@ def test_every_known_type_is_tried_without_a_named_type(
     assert response.status_code == 200, response.text
     result = response.json()
     assert set(result["per_type"]) == {t.tumor_type for t in TYPES}
-    assert result["requested_type"] == "all"
-    assert result["tumor_type"] == max(result["per_type"], key=lambda t: result["per_type"][t]["match"])
+    assert result["tumor_type"] == "all"
+    assert result["best_match"] == max(result["per_type"], key=lambda t: result["per_type"][t]["match"])
     assert result["lesion"]["voxels"] > 0
 
 
@@ -135,7 +135,8 @@ def test_new_case_is_graded_and_the_grade_kept_with_the_study(
     result = response.json()
     assert set(result["probabilities"]) == {"benign", "borderline", "malignant"}
     assert sum(result["probabilities"].values()) == pytest.approx(1.0, abs=1e-3)
-    assert result["grade"] == max(result["probabilities"], key=result["probabilities"].get)
+    assert result["grade"] == max(result["probabilities"], key=result["probabilities"].get) == "malignant"
+    assert [t["tumor_type"] for t in result["nearest_types"]][0] == NEW_TYPE
     assert {t["tumor_type"] for t in result["nearest_types"]} == {t.tumor_type for t in TYPES}
     assert result["lesion"]["source"] == "fewshot_tumor"
     assert result["support"]["by_verdict"] == {"malignant": 3, "borderline": 2, "benign": 2}

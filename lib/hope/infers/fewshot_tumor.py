@@ -9,8 +9,9 @@
 
 The support set of a type is every series with a final label of a study recorded as that type (see
 :class:`~hope.fewshot.support_library.SupportLibrary`); the query series itself is never its own support. The
-answer is a lesion label on the image's grid (the store's ``tumor`` value) and JSON: the type used, the match of
-each type, the support cases, and the lesion's size.
+answer is a lesion label on the image's grid (the store's ``tumor`` value) and JSON: the type asked for, the match
+of each type (mean lesion probability inside the lesion found) and the best match, the support cases, and the
+lesion's size.
 """
 
 from __future__ import annotations
@@ -117,8 +118,10 @@ class FewShotTumorInfer(InferTask):
         on_stack = combined > self.threshold
         match = {t: float(p[on_stack].mean()) if on_stack.any() else 0.0 for t, p in probabilities.items()}
         result = {
-            "tumor_type": named or (max(match, key=match.get) if on_stack.any() else None),  # type: ignore[arg-type]
-            "requested_type": named or ALL_TYPES,
+            "tumor_type": named or ALL_TYPES,
+            # The type whose support agrees most with the lesion found (a segmentation cue; tumor_grade's
+            # nearest_types is the lesion-level comparison).
+            "best_match": max(match, key=match.get) if on_stack.any() else None,  # type: ignore[arg-type]
             "per_type": {t: {"support_cases": len(cases[t]), "match": round(m, 4)} for t, m in match.items()},
             "support": [c.summary() for group in cases.values() for c in group],
             "lesion": lesion_size(mask, image),
