@@ -13,6 +13,7 @@ from typing import Any, Generic, TypeVar
 import numpy as np
 import SimpleITK as sitk
 
+from hope.dicom.volume import label_like
 from hope.errors import InvalidInputError
 
 Model = TypeVar("Model")
@@ -51,8 +52,7 @@ def int_param(request: Mapping[str, Any], name: str, low: int, high: int, defaul
 
 def write_lesion_label(mask: np.ndarray, image: sitk.Image, value: int) -> str:
     """``mask`` ``(z, y, x)`` on ``image``'s grid written as a NIfTI label (lesion voxels = ``value``); its path."""
-    label = sitk.GetImageFromArray((mask > 0).astype(np.uint8) * np.uint8(value))
-    label.CopyInformation(image)
+    label = label_like((mask > 0).astype(np.uint8) * np.uint8(value), image)
     fd, path = tempfile.mkstemp(suffix=".nii.gz", prefix="hope-lesion-")
     os.close(fd)
     sitk.WriteImage(label, path, useCompression=True)
