@@ -8,6 +8,7 @@ code never reads raw strings.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -51,6 +52,7 @@ class TrainingDefaults:
     samples_per_image: int
     amp: bool
     bounds: dict[str, tuple[float, float]] = field(default_factory=dict)
+    lesion_only_labels: tuple[str, ...] = ()  # a final label with only these structures is not trained on
 
 
 @dataclass(frozen=True)
@@ -73,6 +75,15 @@ class TaskDefinition:
     network: NetworkSpec
     training: TrainingDefaults
     inference: InferenceSettings
+
+    def trains_on(self, structures: Iterable[str]) -> bool:
+        """Whether a final label holding ``structures`` (label names) is a training case of this task.
+
+        A label with none of the task's structures, or only its ``lesion_only_labels`` (a lesion drawn for the
+        few-shot tasks, whose other structures were never annotated, not absent), is not.
+        """
+        present = set(structures) & set(self.labels)
+        return bool(present - set(self.training.lesion_only_labels))
 
     @property
     def num_classes(self) -> int:
@@ -161,11 +172,16 @@ def parse_task(data: dict[str, Any], where: str = "task") -> TaskDefinition:
     lo, hi = (float(v) for v in require(pre, "intensity_range", f"{where}.preprocessing"))
     if hi <= lo:
         raise ConfigError(f"{where}.preprocessing.intensity_range: upper bound must exceed lower bound")
+    labels = _labels(require(data, "labels", where), where)
+    lesion_only = tuple(str(n) for n in train.get("lesion_only_labels", []))
+    if set(lesion_only) - set(labels):
+        raise ConfigError(f"{where}.training.lesion_only_labels: {sorted(set(lesion_only) - set(labels))} are not "
+                          f"labels of the task ({', '.join(labels)})")
     return TaskDefinition(
         name=str(require(data, "name", where)),
         description=str(data.get("description", "")),
         modalities=tuple(str(m).upper() for m in data.get("modalities", ["CT"])),
-        labels=_labels(require(data, "labels", where), where),
+        labels=labels,
         preprocessing=Preprocessing(
             spacing=_triple(require(pre, "spacing", where), f"{where}.preprocessing.spacing", float),
             intensity_range=(lo, hi),
@@ -184,6 +200,7 @@ def parse_task(data: dict[str, Any], where: str = "task") -> TaskDefinition:
             samples_per_image=int(train.get("samples_per_image", 2)),
             amp=bool(train.get("amp", True)),
             bounds=parse_bounds(train.get("bounds", {}), f"{where}.training.bounds"),
+            lesion_only_labels=lesion_only,
         ),
         inference=InferenceSettings(
             sw_batch_size=int(infer.get("sw_batch_size", 2)), overlap=float(infer.get("overlap", 0.25))

@@ -271,6 +271,7 @@ def test_seg_is_reported_and_makes_its_series_final(
         "modality": "SEG",
         "orthanc_id": "",
         "referenced_series_uid": c_stored.uid,
+        "segment_labels": [name for name, value in spine_labels.items() if (c_stored.phantom.label == value).any()],
     }
     assert orthanc.get(f"/hope/series/{c_stored.uid}")["state"] == "final"
 

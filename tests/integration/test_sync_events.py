@@ -86,3 +86,23 @@ def test_malformed_event_is_422(hope_url: str) -> None:
     response = requests.post(f"{hope_url}/hope/events", json={"type": "nonsense", "series_uid": "1.2"}, timeout=30)
     assert response.status_code == 422
     assert "id" in response.text
+
+
+def test_lesion_only_seg_does_not_count_towards_spine_ct_retraining(hope_url: str, phantom: StoredPhantom) -> None:
+    """A SEG with only a tumour (drawn for the few-shot tasks) is not a spine_ct training case; one with vertebrae
+    is."""
+    def counted() -> int:
+        return requests.get(f"{hope_url}/hope/state", timeout=30).json()["retrain"]["counted"].get("spine_ct", 0)
+
+    def seg_event(uid: str, labels: list[str]) -> dict:
+        event = {"id": f"seg_stored:{uid}", "type": "seg_stored", "series_uid": uid, "modality": "SEG",
+                 "referenced_series_uid": phantom.series_uid, "segment_labels": labels}
+        response = requests.post(f"{hope_url}/hope/events", json=event, timeout=30)
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    before = counted()
+    lesion_only = seg_event("1.2.826.0.1.3680043.8.498.901", ["tumor"])
+    assert counted() == before and "not counted for spine_ct" in lesion_only["actions"][0]
+    seg_event("1.2.826.0.1.3680043.8.498.902", ["C2", "tumor"])
+    assert counted() == before + 1

@@ -61,3 +61,11 @@ def test_unknown_network_is_a_config_error() -> None:
     data["network"]["name"] = "NoSuchNet"
     with pytest.raises(ConfigError, match="unknown network"):
         build_network(parse_task(data))
+
+
+def test_lesion_only_labels_are_not_training_cases() -> None:
+    """spine_ct trains on labels that show its structures, not on lesion-only labels or foreign ones."""
+    task = load_task("spine_ct")
+    assert task.training.lesion_only_labels == ("tumor",)
+    assert task.trains_on(["C2", "tumor"]) and task.trains_on(["spinal_canal"])
+    assert not task.trains_on(["tumor"]) and not task.trains_on([]) and not task.trains_on(["liver"])

@@ -159,7 +159,9 @@ def test_stable_ct_gives_a_series_stable_event() -> None:
 
 
 def test_seg_gives_a_seg_stored_event_with_its_reference() -> None:
-    seg = {"ReferencedSeriesSequence": [{"SeriesInstanceUID": "9.8.7", "ReferencedInstanceSequence": []}]}
+    seg = {"ReferencedSeriesSequence": [{"SeriesInstanceUID": "9.8.7", "ReferencedInstanceSequence": []}],
+           "SegmentSequence": [{"SegmentNumber": 1, "SegmentLabel": "C2"},
+                               {"SegmentNumber": 2, "SegmentLabel": "tumor"}]}
     event = build_event("s1", _orthanc("SEG", {"i0": seg}).__getitem__)
     assert event == {
         "id": "seg_stored:1.2.3",
@@ -169,6 +171,7 @@ def test_seg_gives_a_seg_stored_event_with_its_reference() -> None:
         "modality": "SEG",
         "orthanc_id": "s1",
         "referenced_series_uid": "9.8.7",
+        "segment_labels": ["C2", "tumor"],
     }
 
 

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
+import SimpleITK as sitk
 import torch
 from ignite.engine import Engine
 
+from hope.config import load_task
 from hope.errors import NotFoundError
 from hope.models.registry import ModelRegistry
 from hope.trainers.publish import DivergenceError, LossGuard
+from hope.trainers.segmentation import training_cases
 
 
 def _engine(losses: list[float]) -> Engine:
@@ -52,3 +56,18 @@ def test_registry_serves_the_best_version_unless_pinned(tmp_path: Path) -> None:
     with pytest.raises(NotFoundError, match="v0001, v0002, v0003"):
         registry.pin("v0009")
     assert [v.started_by for v in registry.versions()] == ["a", "b", "c"]
+
+
+def test_lesion_only_labels_are_skipped_for_training(tmp_path: Path) -> None:
+    """Of two final labels, the one with only a tumour is skipped and the one with a vertebra is kept."""
+    task = load_task("spine_ct")
+    datalist = []
+    for name, value in (("lesion", task.labels["tumor"]), ("spine", task.labels["C2"])):
+        array = np.zeros((4, 8, 8), np.uint8)
+        array[1:3, 2:5, 2:5] = value
+        path = tmp_path / f"{name}.nii.gz"
+        sitk.WriteImage(sitk.GetImageFromArray(array), str(path))
+        datalist.append({"image": str(path), "label": str(path)})
+    kept, skipped = training_cases(datalist, task)
+    assert [d["label"] for d in kept] == [str(tmp_path / "spine.nii.gz")]
+    assert [d["label"] for d in skipped] == [str(tmp_path / "lesion.nii.gz")]

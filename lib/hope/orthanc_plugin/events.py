@@ -9,7 +9,8 @@
 * A SEG series gives ``seg_stored``::
 
     {"id": "seg_stored:<SeriesInstanceUID>", "type": "seg_stored", "series_uid": ..., "study_uid": ...,
-     "modality": "SEG", "orthanc_id": ..., "referenced_series_uid": <from ReferencedSeriesSequence or null>}
+     "modality": "SEG", "orthanc_id": ..., "referenced_series_uid": <from ReferencedSeriesSequence or null>,
+     "segment_labels": ["C1", "tumor", ...]}
 
 * Any other modality gives no event.
 """
@@ -52,6 +53,7 @@ def build_event(orthanc_id: str, rest_get: RestGet) -> dict[str, Any] | None:
             "type": SEG_STORED,
             **common,
             "referenced_series_uid": referenced_series_uid(first),
+            "segment_labels": segment_labels(first),
         }
     instances = sorted(rest_get(f"/series/{orthanc_id}/instances-tags?simplify").values(), key=_instance_number)
     validation = validate_series(modality, instances)
@@ -71,6 +73,12 @@ def referenced_series_uid(tags: Mapping[str, Any]) -> str | None:
         if uid:
             return str(uid)
     return None
+
+
+def segment_labels(tags: Mapping[str, Any]) -> list[str]:
+    """The SegmentLabel of each item of a SEG's SegmentSequence (simplified tags), in order."""
+    return [str(item["SegmentLabel"]) for item in tags.get("SegmentSequence") or []
+            if isinstance(item, Mapping) and item.get("SegmentLabel")]
 
 
 def _instance_number(tags: Mapping[str, Any]) -> float:

@@ -21,6 +21,9 @@ class StoreEvent(BaseModel):
     valid: bool = True
     reasons: list[str] = Field(default_factory=list)
     referenced_series_uid: str | None = None
+    segment_labels: list[str] | None = Field(
+        default=None, description="a SEG's segment labels; a task counts it towards retraining only if it trains on it"
+    )
 
 
 class RetrainSwitch(BaseModel):

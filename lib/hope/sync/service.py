@@ -89,8 +89,11 @@ class SyncService:
                     actions.append(f"suggestion queued for {task}")
                 self._on_change()
         else:
-            for task in self.tasks:
-                if self.retrain.new_final_label(task):
+            segments = event.get("segment_labels")
+            for task, definition in self.tasks.items():
+                if segments is not None and not definition.trains_on(segments):
+                    actions.append(f"not counted for {task}: it does not train on a SEG of {segments}")
+                elif self.retrain.new_final_label(task):
                     actions.append(f"retraining {task}")
             self._on_change()
         return {"accepted": True, "duplicate": False, "actions": actions}

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import SimpleITK as sitk
 import torch
 from monai.handlers import StatsHandler, ValidationHandler, from_engine
 from monai.inferers import Inferer, SlidingWindowInferer
@@ -146,11 +148,28 @@ class SegmentationTrainer(BasicTrainTask):
         LossGuard().attach(context.trainer)
 
     def pre_process(self, request: dict[str, Any], datastore: Datastore) -> list[dict[str, Any]]:
-        """The final labels of the store; fail with a clear reason when there are none."""
-        datalist = datastore.datalist()
+        """The final labels of the store this task trains on; fail with a clear reason when there are none."""
+        datalist, skipped = training_cases(datastore.datalist(), self.task)
         if not datalist:
             raise ValueError(
-                f"no final labels to train {self.task.name} on: save at least one label with tag 'final' first"
+                f"no final labels to train {self.task.name} on ({len(skipped)} lesion-only label(s) skipped): save "
+                "at least one label with tag 'final' that shows the task's structures first"
             )
-        logger.info(f"training {self.task.name} on {len(datalist)} labelled series")
+        logger.info(f"training {self.task.name} on {len(datalist)} labelled series ({len(skipped)} lesion-only "
+                    "labels skipped)")
         return datalist
+
+
+def label_structures(path: str, labels: Mapping[str, int]) -> list[str]:
+    """Names of the task's structures present in the label file at ``path``."""
+    values = set(np.unique(sitk.GetArrayViewFromImage(sitk.ReadImage(path))).tolist())
+    return [name for name, value in labels.items() if value in values]
+
+
+def training_cases(datalist: list[dict[str, Any]], task: TaskDefinition
+                   ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Split image/label pairs into those ``task`` trains on and those it skips (:meth:`TaskDefinition.trains_on`)."""
+    kept, skipped = [], []
+    for item in datalist:
+        (kept if task.trains_on(label_structures(item["label"], task.labels)) else skipped).append(item)
+    return kept, skipped
