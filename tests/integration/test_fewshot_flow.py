@@ -218,3 +218,15 @@ def test_admin_refresh_trains_on_the_store_and_publishes_a_version(
     assert newest["params"]["ssl_steps"] == 4
     stats = requests.get(f"{hope_url}/info/", timeout=30).json()["train_stats"]["fewshot_tumor"]
     assert stats["status"] == "COMPLETED" and stats["meta_types"] == sorted(t.tumor_type for t in TYPES)
+
+
+def test_slicer_client_segments_and_grades(
+    slicer: Any, labelled: list[StoredStack], query: StoredStack, attachments: SeriesAttachments
+) -> None:
+    """3D Slicer's MONAI Label client gets the lesion label and the grade, and the grade records who asked."""
+    label_file, params = slicer.infer("fewshot_tumor", query.series_uid, {"tumor_type": NEW_TYPE})
+    assert label_file and sitk.GetArrayFromImage(sitk.ReadImage(label_file)).any()
+    assert params["tumor_type"] == NEW_TYPE
+    grade_file, grade = slicer.infer("tumor_grade", query.series_uid, {})
+    assert grade_file and set(grade["probabilities"]) == {"benign", "borderline", "malignant"}
+    assert attachments.get(query.series_uid, attachment_name("tumor_grade"))["user"] == "slicer"
