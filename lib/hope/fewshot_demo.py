@@ -50,9 +50,9 @@ class StoredStack:
     series_uid: str
 
 
-def store_stack(orthanc_url: str, phantom: str, seed: int, spec: SliceSpec) -> StoredStack:
-    """Store one phantom stack of ``phantom`` type as a CT series of a new study."""
-    stack = phantom_stack(phantom, seed, spec)
+def store_stack(orthanc_url: str, phantom: str, seed: int, spec: SliceSpec, slices: int = 6) -> StoredStack:
+    """Store one phantom stack of ``phantom`` type (``slices`` slices) as a CT series of a new study."""
+    stack = phantom_stack(phantom, seed, spec, slices=slices)
     identity = new_identity(f"HOPE-RARE-{seed:04d}", study_description=f"Phantom {phantom}",
                             series_description=f"Phantom {phantom} seed {seed}")
     store_volume(orthanc_url, stack.hu, stack.spacing, identity)
