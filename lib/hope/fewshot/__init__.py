@@ -11,6 +11,11 @@ What the app calls:
 
 Phantom tumour types for training and benchmarks are in :mod:`hope.fewshot.phantoms`; supervised baselines in
 :mod:`hope.fewshot.baselines`.
+
+Serving (the ``fewshot_tumor`` and ``tumor_grade`` tasks): task definitions in :mod:`~hope.fewshot.config`, weights
+in :mod:`~hope.fewshot.checkpoint`, 3D series to 2D slice stacks and back in :mod:`~hope.fewshot.volumes`, support
+sets from case records and final SEGs in :mod:`~hope.fewshot.support_library`, a whole stack against several types
+in :mod:`~hope.fewshot.volume_inference`, and phantom CT stacks to store in :mod:`~hope.fewshot.phantom_volumes`.
 """
 
 from hope.fewshot.adapt import adapt, segment_adapted
