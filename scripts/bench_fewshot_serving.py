@@ -28,12 +28,11 @@ from pathlib import Path
 from typing import Any
 
 import requests
-import SimpleITK as sitk
 from tqdm import tqdm
 
 from hope.config import load_server_settings, load_task
 from hope.fewshot.config import load_fewshot_task
-from hope.fewshot_demo import DemoType, StoredStack, load_fewshot_demo, store_stack
+from hope.fewshot_demo import DemoType, StoredStack, lesion_nifti, load_fewshot_demo, store_stack
 from hope.services.hope_server import hope_server_process
 from hope.services.orthanc import OrthancSettings, orthanc_process
 from hope.services.process import free_port
@@ -49,15 +48,6 @@ def _infer(hope: str, model: str, uid: str, params: dict[str, Any], label: bytes
     if not response.ok:
         raise RuntimeError(f"{model} answered {response.status_code}: {response.text}")
     return elapsed
-
-
-def _lesion_nifti(stored: StoredStack, value: int) -> bytes:
-    label = sitk.GetImageFromArray(stored.stack.mask * value)
-    label.SetSpacing(stored.stack.spacing)
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "lesion.nii.gz"
-        sitk.WriteImage(label, str(path))
-        return path.read_bytes()
 
 
 def run(n_queries: int, slices: int, repeats: int) -> dict[str, Any]:
@@ -89,7 +79,7 @@ def run(n_queries: int, slices: int, repeats: int) -> dict[str, Any]:
                 "tumor_grade, lesion from fewshot_tumor": lambda q: _infer(hope, "tumor_grade", q.series_uid,
                                                                            {"tumor_type": named}),
                 "tumor_grade, uploaded lesion": lambda q: _infer(hope, "tumor_grade", q.series_uid, {},
-                                                                 _lesion_nifti(q, tumor)),
+                                                                 lesion_nifti(q, tumor)),
             }
             timings: dict[str, list[float]] = {name: [] for name in cases}
             bar = tqdm(total=len(cases) * len(queries) * repeats, desc="timing requests", unit="request")

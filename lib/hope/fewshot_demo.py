@@ -59,7 +59,7 @@ def store_stack(orthanc_url: str, phantom: str, seed: int, spec: SliceSpec, slic
     return StoredStack(stack, identity.study_instance_uid, identity.series_instance_uid)
 
 
-def _label_nifti(stored: StoredStack, value: int) -> bytes:
+def lesion_nifti(stored: StoredStack, value: int) -> bytes:
     """The stack's lesion as a NIfTI label on the stored series' grid (origin 0, identity direction)."""
     label = sitk.GetImageFromArray(stored.stack.mask * value)
     label.SetSpacing(stored.stack.spacing)
@@ -79,7 +79,7 @@ def label_and_record(hope_url: str, stored: StoredStack, tumor_value: int, tumor
     """Save the stack's lesion as its final label (a SEG) and record the study's pathology, through HOPE."""
     response = requests.put(
         f"{hope_url}/datastore/label", params={"image": stored.series_uid, "tag": "final"},
-        files={"label": ("label.nii.gz", io.BytesIO(_label_nifti(stored, tumor_value)), "application/octet-stream")},
+        files={"label": ("label.nii.gz", io.BytesIO(lesion_nifti(stored, tumor_value)), "application/octet-stream")},
         data={"params": json.dumps({"user": who})}, timeout=timeout,
     )
     _check(response, f"the label of series {stored.series_uid}")
