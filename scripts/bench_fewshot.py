@@ -12,6 +12,9 @@ its temperature fitted on held-aside base cases. Then, on held-out types, at eac
   macro one-vs-rest AUC, NLL and the nearest-type hit rate of the meta-learned grader, the untrained one, and a
   supervised grade classifier trained on base types and fine-tuned on the same support lesions.
 
+After the seeds, a real-data proxy (:mod:`hope.fewshot.real_proxy`, skipped when ``../shared/data`` is missing):
+seed 0's meta-learned and untrained segmenters on within-volume 1- and 5-shot slice episodes of real structures.
+
     .venv/bin/python scripts/bench_fewshot.py --quick --json fewshot.json --plot fewshot.png   # 2 CPU cores
     .venv/bin/python scripts/bench_fewshot.py --json fewshot.json                              # GPU-sized
 """
@@ -20,16 +23,19 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from sklearn.metrics import roc_auc_score
 from tqdm.auto import tqdm
 
+from hope.config import REPO_ROOT
 from hope.fewshot import (
     BASE_TYPES,
     GRADES,
@@ -62,6 +68,7 @@ from hope.fewshot.baselines import (
     train_supervised_grader,
     train_supervised_segmenter,
 )
+from hope.fewshot.real_proxy import evaluate_real
 
 NOTES = [
     "Tumours are 2D phantoms (hope.fewshot.phantoms), a stand-in: no freely licensed spine scan with tumour labels "
@@ -75,7 +82,16 @@ NOTES = [
     "Grading: 3-way (benign/borderline/malignant) with k support lesions per grade from held-out types, 4 queries "
     "per grade; AUC is sklearn roc_auc_score(multi_class='ovr', average='macro') over all queries of a seed.",
     "Per-seed values are means over that seed's episodes; reported values are means over seeds (std beside).",
+    "Real-data proxy (real_* keys, 'real' section): real scans and real structures from shared/data, not spine "
+    "tumours: vertebrae T12-L2 on CT, C5-C7 on T2 MR, the spinal cord on T2 MR, and one real tumour, a "
+    "glioblastoma on T1 post-contrast brain MR (TCIA TCGA-GBM case TCGA-02-0003, via the pyradiomics test data). "
+    "Episodes are within one volume: k support slices and one query slice at least 2 slices from each, the query "
+    "cut to 96 px around the supports' mean centroid (not its own). Seed 0's networks only, up to 20 episodes per "
+    "structure and k; the networks saw phantom CT slices only, MR is windowed to its 1st-99th percentile. The CT "
+    "vertebra labels are TotalSegmentator model output, not manual outlines.",
 ]
+REAL_SHOTS = (1, 5)
+REAL_EPISODES = 20
 
 
 @dataclass(frozen=True)
@@ -180,7 +196,8 @@ def evaluate_grading(
 
 
 def run_seed(seed: int, config: BenchConfig, device: torch.device, progress: bool) -> dict[str, object]:
-    """Train everything for one seed and evaluate it; returns flat metrics and timings."""
+    """Train everything for one seed and evaluate it; returns flat metrics, timings and the two prototype
+    segmenters (meta-learned and untrained) for the real-data proxy."""
     timings: dict[str, float] = {}
     start = time.perf_counter()
     base_cases = generate_cases(BASE_TYPES, config.base_per_type, seed=10 * seed)
@@ -263,7 +280,8 @@ def run_seed(seed: int, config: BenchConfig, device: torch.device, progress: boo
     metrics[f"grade_acc_{max(config.shots)}shot_base"] = base_grades["base"]["acc"]
     metrics["grade_temperature"] = graders["heldout"].temperature
     timings["eval_grade_s"] += time.perf_counter() - start
-    return {"metrics": metrics, "timings": timings}
+    segmenters = {"meta_learned": segmenter, "untrained": untrained_segmenter}
+    return {"metrics": metrics, "timings": timings, "segmenters": segmenters}
 
 
 def summarise(per_seed: Sequence[dict[str, object]]) -> tuple[dict[str, float], dict[str, float]]:
@@ -314,6 +332,42 @@ def print_table(mean: dict[str, float], std: dict[str, float], shots: Sequence[i
     print(f"{'grade chance':<42}{chance:>16.3f}")
 
 
+def real_metrics(real: dict[str, Any]) -> dict[str, float]:
+    """The flat ``real_seg_dice_<k>shot[_untrained]`` keys: means over structures of the real-data proxy."""
+    metrics = {}
+    for k, result in real["shots"].items():
+        metrics[f"real_seg_dice_{k}shot"] = result["mean"]["meta_learned"]
+        metrics[f"real_seg_dice_{k}shot_untrained"] = result["mean"]["untrained"]
+    return metrics
+
+
+def _cell(value: float | None) -> str:
+    return f"{'-':>15}" if value is None else f"{value:>15.3f}"
+
+
+def print_real_table(real: dict[str, Any]) -> None:
+    """Real-data proxy Dice by structure, method and shot count, with each row's number of episodes."""
+    shots = list(real["shots"])
+    header = "".join(f"{f'{k}-shot meta':>15}{f'{k}-shot untr.':>15}{'(eps)':>7}" for k in shots)
+    print(f"\n{'real structures, seed-0 networks':<34}{'':>4}" + header)
+    for name, info in real["structures"].items():
+        cells = []
+        for k in shots:
+            result = real["shots"][k]["structures"].get(name)
+            if result is None:
+                cells.append(f"{'skipped':>15}{'-':>15}{'':>7}")
+            else:
+                dice = result["dice"]
+                cells.append(f"{dice['meta_learned']:>15.3f}{dice['untrained']:>15.3f}{result['episodes']:>7}")
+        print(f"{name:<34}{info['modality']:>4}" + "".join(cells))
+    means = [f"{_cell(real['shots'][k]['mean']['meta_learned'])}{_cell(real['shots'][k]['mean']['untrained'])}"
+             f"{'':>7}" for k in shots]
+    print(f"{'mean over structures':<38}" + "".join(means))
+    for k in shots:
+        for name, reason in real["shots"][k]["skipped"].items():
+            print(f"  {k}-shot skipped for {name}: {reason}")
+
+
 def plot(mean: dict[str, float], std: dict[str, float], shots: Sequence[int], path: Path) -> None:
     """Held-out Dice against the number of shots, one line per method."""
     import matplotlib
@@ -362,7 +416,18 @@ def main() -> None:
     chance = 1.0 / len(GRADES)
     checks = criteria(mean, chance)
     print_table(mean, std, config.shots, chance)
-    print(f"\nwall time {wall:.0f} s on {device} ({torch.get_num_threads()} threads)")
+    real_dir = Path(os.environ.get("HOPE_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
+    real: dict[str, Any]
+    if real_dir.is_dir():
+        start = time.perf_counter()
+        real = evaluate_real(per_seed[0]["segmenters"], real_dir, REAL_SHOTS, REAL_EPISODES, seed=seeds[0])
+        real["wall_s"] = time.perf_counter() - start
+        print_real_table(real)
+    else:
+        real = {"skipped": f"shared data folder {real_dir} is missing"}
+        print(f"\nreal-data proxy skipped: {real['skipped']}")
+    print(f"\nwall time {wall:.0f} s on {device} ({torch.get_num_threads()} threads)"
+          + (f", real-data proxy {real['wall_s']:.0f} s" if "wall_s" in real else ""))
     for name, ok in checks.items():
         print(f"  {'PASS' if ok else 'FAIL'}  {name}")
     if args.plot:
@@ -370,6 +435,7 @@ def main() -> None:
     if args.json:
         result = {
             **mean,
+            **(real_metrics(real) if "shots" in real else {}),
             "grade_chance": chance,
             "std": std,
             "criteria": checks,
@@ -386,6 +452,7 @@ def main() -> None:
             "wall_s": wall,
             "timings": [run["timings"] for run in per_seed],
             "per_seed": [run["metrics"] for run in per_seed],
+            "real": real,
             "notes": NOTES,
         }
         args.json.write_text(json.dumps(result, indent=2))
