@@ -22,6 +22,7 @@ seed 0's meta-learned and untrained segmenters on within-volume 1- and 5-shot sl
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import os
 import time
@@ -68,7 +69,8 @@ from hope.fewshot.baselines import (
     train_supervised_grader,
     train_supervised_segmenter,
 )
-from hope.fewshot.real_proxy import evaluate_real
+from hope.fewshot.config import load_fewshot_task
+from hope.fewshot.real_proxy import evaluate_real, load_real_structures, unlabelled_windows
 
 NOTES = [
     "Tumours are 2D phantoms (hope.fewshot.phantoms), a stand-in: no freely licensed spine scan with tumour labels "
@@ -332,13 +334,26 @@ def print_table(mean: dict[str, float], std: dict[str, float], shots: Sequence[i
     print(f"{'grade chance':<42}{chance:>16.3f}")
 
 
+REAL_SUFFIX = {"meta_learned": "", "untrained": "_untrained", "meta_learned_ssl_real": "_ssl_real"}
+
+
 def real_metrics(real: dict[str, Any]) -> dict[str, float]:
-    """The flat ``real_seg_dice_<k>shot[_untrained]`` keys: means over structures of the real-data proxy."""
-    metrics = {}
-    for k, result in real["shots"].items():
-        metrics[f"real_seg_dice_{k}shot"] = result["mean"]["meta_learned"]
-        metrics[f"real_seg_dice_{k}shot_untrained"] = result["mean"]["untrained"]
-    return metrics
+    """The flat ``real_seg_dice_<k>shot[_untrained|_ssl_real]`` keys: means over structures of the real proxy."""
+    return {f"real_seg_dice_{k}shot{REAL_SUFFIX[method]}": value
+            for k, result in real["shots"].items() for method, value in result["mean"].items()}
+
+
+def ssl_on_real(segmenter: PrototypeSegmenter, data_dir: Path, config: BenchConfig, progress: bool
+                ) -> PrototypeSegmenter:
+    """A copy of ``segmenter`` after SSL superpixel episodes on unlabelled crops of the real scans (as the admin
+    refresh does on the store's studies; no label is used)."""
+    spec = load_fewshot_task("fewshot_tumor").slices
+    structures = load_real_structures(data_dir, spec)
+    crops = unlabelled_windows(structures, config.unlabelled, spec.support_window, np.random.default_rng(0))
+    tuned = copy.deepcopy(segmenter)
+    pretrain_ssl(tuned, crops, TrainConfig(steps=config.ssl_steps, episodes_per_step=config.episodes_per_step,
+                                           lr=3e-4, seed=0), max_shots=3, progress=progress)
+    return tuned.eval()
 
 
 def _cell(value: float | None) -> str:
@@ -348,20 +363,20 @@ def _cell(value: float | None) -> str:
 def print_real_table(real: dict[str, Any]) -> None:
     """Real-data proxy Dice by structure, method and shot count, with each row's number of episodes."""
     shots = list(real["shots"])
-    header = "".join(f"{f'{k}-shot meta':>15}{f'{k}-shot untr.':>15}{'(eps)':>7}" for k in shots)
+    methods = list(next(iter(real["shots"].values()))["mean"])
+    short = {"meta_learned": "meta", "untrained": "untr.", "meta_learned_ssl_real": "+SSL"}
+    header = "".join("".join(f"{f'{k}-shot {short[m]}':>15}" for m in methods) + f"{'(eps)':>7}" for k in shots)
     print(f"\n{'real structures, seed-0 networks':<34}{'':>4}" + header)
     for name, info in real["structures"].items():
         cells = []
         for k in shots:
             result = real["shots"][k]["structures"].get(name)
             if result is None:
-                cells.append(f"{'skipped':>15}{'-':>15}{'':>7}")
+                cells.append(f"{'skipped':>15}" + f"{'-':>15}" * (len(methods) - 1) + f"{'':>7}")
             else:
-                dice = result["dice"]
-                cells.append(f"{dice['meta_learned']:>15.3f}{dice['untrained']:>15.3f}{result['episodes']:>7}")
+                cells.append("".join(f"{result['dice'][m]:>15.3f}" for m in methods) + f"{result['episodes']:>7}")
         print(f"{name:<34}{info['modality']:>4}" + "".join(cells))
-    means = [f"{_cell(real['shots'][k]['mean']['meta_learned'])}{_cell(real['shots'][k]['mean']['untrained'])}"
-             f"{'':>7}" for k in shots]
+    means = ["".join(_cell(real["shots"][k]["mean"][m]) for m in methods) + f"{'':>7}" for k in shots]
     print(f"{'mean over structures':<38}" + "".join(means))
     for k in shots:
         for name, reason in real["shots"][k]["skipped"].items():
@@ -420,7 +435,10 @@ def main() -> None:
     real: dict[str, Any]
     if real_dir.is_dir():
         start = time.perf_counter()
-        real = evaluate_real(per_seed[0]["segmenters"], real_dir, REAL_SHOTS, REAL_EPISODES, seed=seeds[0])
+        segmenters = dict(per_seed[0]["segmenters"])
+        segmenters["meta_learned_ssl_real"] = ssl_on_real(segmenters["meta_learned"], real_dir, config,
+                                                          not args.no_progress)
+        real = evaluate_real(segmenters, real_dir, REAL_SHOTS, REAL_EPISODES, seed=seeds[0])
         real["wall_s"] = time.perf_counter() - start
         print_real_table(real)
     else:

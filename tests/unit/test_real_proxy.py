@@ -85,3 +85,13 @@ def test_real_cord_episodes(shared_data: Path, monkeypatch: pytest.MonkeyPatch) 
         assert scores["episodes"] == 2 and scores["shots_used"] == int(k)
         assert 0.0 <= scores["dice"]["untrained"] <= 1.0
         assert result["shots"][k]["mean"]["untrained"] == scores["dice"]["untrained"]
+
+
+def test_unlabelled_windows_are_cut_inside_the_body() -> None:
+    """Self-supervision crops have the asked size and are centred on bright (body) pixels, never on air only."""
+    pixels = np.zeros((3, 50, 60), np.float32)
+    pixels[:, 20:30, 40:50] = 0.8
+    structure = real_proxy.StructureSlices("s", "case", "MR", pixels, np.zeros_like(pixels, dtype=np.uint8))
+    crops = real_proxy.unlabelled_windows([structure, structure], 5, 16, np.random.default_rng(0))
+    assert crops.shape == (5, 16, 16)
+    assert all(c[8, 8] == pytest.approx(0.8) for c in crops)

@@ -267,3 +267,25 @@ def evaluate_real(
                 for name in segmenters}
         result["shots"][str(k)] = {"structures": per_structure, "skipped": skipped, "mean": mean}
     return result
+
+
+def unlabelled_windows(structures: Sequence[StructureSlices], count: int, window: int, rng: np.random.Generator
+                       ) -> np.ndarray:
+    """``(count, window, window)`` unlabelled crops of the real scans (labels unused), for self-supervision.
+
+    Each crop is centred on a random pixel brighter than 0.1 (inside the body) of a random slice of a random case,
+    edge-padded at the border: what ``POST /train/fewshot_tumor`` does with the studies in the store.
+    """
+    stacks = list({s.case: s.pixels for s in structures}.values())
+    crops = []
+    for _ in range(count):
+        pixels = stacks[int(rng.integers(len(stacks)))]
+        image = pixels[int(rng.integers(len(pixels)))]
+        ys, xs = np.nonzero(image > 0.1)
+        if len(ys) == 0:
+            ys, xs = np.array([image.shape[0] // 2]), np.array([image.shape[1] // 2])
+        i = int(rng.integers(len(ys)))
+        padded = np.pad(image, window, mode="edge")
+        top, left = ys[i] + window - window // 2, xs[i] + window - window // 2
+        crops.append(padded[top : top + window, left : left + window])
+    return np.stack(crops).astype(np.float32)
