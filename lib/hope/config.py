@@ -8,15 +8,22 @@ code never reads raw strings.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 import yaml
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_CONFIG_DIR = REPO_ROOT / "configs"
+
+
+class _HasName(Protocol):
+    name: str
+
+
+Named = TypeVar("Named", bound=_HasName)
 
 
 class ConfigError(ValueError):
@@ -208,13 +215,19 @@ def parse_task(data: dict[str, Any], where: str = "task") -> TaskDefinition:
     )
 
 
-def load_task(name: str, directory: Path | None = None) -> TaskDefinition:
-    """Load ``<directory>/tasks/<name>.yaml`` (default: :func:`config_dir`)."""
+def load_task_file(name: str, parse: Callable[[dict[str, Any], str], Named], directory: Path | None = None
+                   ) -> Named:
+    """``parse`` ``<directory>/tasks/<name>.yaml`` (default: :func:`config_dir`); its ``name`` must be ``name``."""
     path = (directory or config_dir()) / "tasks" / f"{name}.yaml"
-    task = parse_task(read_yaml(path), where=str(path))
+    task = parse(read_yaml(path), str(path))
     if task.name != name:
         raise ConfigError(f"{path}: 'name' is {task.name!r} but the file name says {name!r}; make them agree")
     return task
+
+
+def load_task(name: str, directory: Path | None = None) -> TaskDefinition:
+    """Load ``<directory>/tasks/<name>.yaml`` (default: :func:`config_dir`)."""
+    return load_task_file(name, parse_task, directory)
 
 
 def load_server_settings(directory: Path | None = None) -> ServerSettings:

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from hope.config import ConfigError, config_dir, parse_bounds, read_yaml, require
+from hope.config import ConfigError, load_task_file, parse_bounds, require
 
 Kind = Literal["fewshot_segmentation", "lesion_grading"]
 KINDS: tuple[str, ...] = ("fewshot_segmentation", "lesion_grading")
@@ -106,8 +106,4 @@ def _training(raw: dict[str, Any], where: str) -> FewShotTraining:
 
 def load_fewshot_task(name: str, directory: Path | None = None) -> FewShotDefinition:
     """Load ``<directory>/tasks/<name>.yaml`` (default: :func:`hope.config.config_dir`) as a few-shot task."""
-    path = (directory or config_dir()) / "tasks" / f"{name}.yaml"
-    task = parse_fewshot_task(read_yaml(path), where=str(path))
-    if task.name != name:
-        raise ConfigError(f"{path}: 'name' is {task.name!r} but the file name says {name!r}; make them agree")
-    return task
+    return load_task_file(name, parse_fewshot_task, directory)
