@@ -14,11 +14,10 @@ import torch
 import torch.nn.functional as F
 from monai.networks.nets import SegResNet
 from torch import nn
-from tqdm.auto import tqdm
 
 from hope.fewshot.episodes import GRADES, LabelledCase, SupportSet, build_support_set
 from hope.fewshot.grading import LesionEmbedder, crop_lesion, stack_crops
-from hope.fewshot.meta_train import TrainConfig, augment_crops, segmentation_loss
+from hope.fewshot.meta_train import TrainConfig, augment_crops, run_steps, segmentation_loss
 from hope.fewshot.ssl import AugmentConfig, augment
 
 _MILD = AugmentConfig(rotate=0.15, scale=0.1, translate=0.05, gamma=(0.85, 1.2), noise=0.01)
@@ -34,19 +33,13 @@ def _fit_segmenter(net: nn.Module, cases: SupportSet, steps: int, batch_size: in
                    rng: np.random.Generator, progress: bool, desc: str) -> list[float]:
     """Adam on Dice-CE over random augmented batches of ``cases``; returns the loss per step."""
     device = next(net.parameters()).device
-    optimiser = torch.optim.Adam(net.parameters(), lr=lr)
-    net.train()
-    losses: list[float] = []
-    for _ in tqdm(range(steps), desc=desc, disable=not progress, leave=False):
+
+    def step_loss() -> torch.Tensor:
         pick = rng.integers(len(cases), size=batch_size)
         images, masks = augment(cases.images[pick], cases.masks[pick], rng, _MILD)
-        loss = segmentation_loss(net(images.to(device)), masks.to(device))
-        optimiser.zero_grad(set_to_none=True)
-        loss.backward()
-        optimiser.step()
-        losses.append(loss.item())
-    net.eval()
-    return losses
+        return segmentation_loss(net(images.to(device)), masks.to(device))
+
+    return run_steps(net, torch.optim.Adam(net.parameters(), lr=lr), step_loss, steps, desc, progress)
 
 
 def train_supervised_segmenter(net: nn.Module, cases: Sequence[LabelledCase], config: TrainConfig,
@@ -82,18 +75,12 @@ def _fit_classifier(net: GradeClassifier, crops: torch.Tensor, targets: torch.Te
                     lr: float, rng: np.random.Generator, progress: bool, desc: str) -> list[float]:
     """Adam on cross-entropy over random augmented batches; returns the loss per step."""
     device = next(net.parameters()).device
-    optimiser = torch.optim.Adam(net.parameters(), lr=lr)
-    net.train()
-    losses: list[float] = []
-    for _ in tqdm(range(steps), desc=desc, disable=not progress, leave=False):
+
+    def step_loss() -> torch.Tensor:
         pick = torch.from_numpy(rng.integers(len(crops), size=batch_size))
-        loss = F.cross_entropy(net(augment_crops(crops[pick], rng).to(device)), targets[pick].to(device))
-        optimiser.zero_grad(set_to_none=True)
-        loss.backward()
-        optimiser.step()
-        losses.append(loss.item())
-    net.eval()
-    return losses
+        return F.cross_entropy(net(augment_crops(crops[pick], rng).to(device)), targets[pick].to(device))
+
+    return run_steps(net, torch.optim.Adam(net.parameters(), lr=lr), step_loss, steps, desc, progress)
 
 
 def _crops_and_grades(cases: Sequence[LabelledCase]) -> tuple[torch.Tensor, torch.Tensor]:

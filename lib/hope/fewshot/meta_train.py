@@ -67,6 +67,51 @@ def episodes_loss(segmenter: PrototypeSegmenter, episodes: Sequence[Segmentation
     return loss / len(episodes)
 
 
+def optimise(
+    module: torch.nn.Module,
+    step_loss: Callable[[], torch.Tensor],
+    config: TrainConfig,
+    desc: str,
+    progress: bool = True,
+    callback: Callable[[int, float], None] | None = None,
+) -> list[float]:
+    """``config.steps`` AdamW steps (cosine-decayed learning rate) on ``step_loss()``, with ``module`` in train
+    mode and back in eval mode after; returns the loss per step. ``callback(step, loss)`` follows each step."""
+    optimiser = torch.optim.AdamW(module.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=config.steps)
+    return run_steps(module, optimiser, step_loss, config.steps, desc, progress, schedule, callback)
+
+
+def run_steps(
+    module: torch.nn.Module,
+    optimiser: torch.optim.Optimizer,
+    step_loss: Callable[[], torch.Tensor],
+    steps: int,
+    desc: str,
+    progress: bool = True,
+    schedule: torch.optim.lr_scheduler.LRScheduler | None = None,
+    callback: Callable[[int, float], None] | None = None,
+) -> list[float]:
+    """The training loop every few-shot network shares: ``steps`` optimiser steps on ``step_loss()`` with a tqdm
+    bar of the recent mean loss; ``module`` trains meanwhile and is left in eval mode. Returns the loss per step."""
+    module.train()
+    losses: list[float] = []
+    bar = tqdm(range(steps), desc=desc, disable=not progress, leave=False)
+    for step in bar:
+        loss = step_loss()
+        optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        optimiser.step()
+        if schedule is not None:
+            schedule.step()
+        losses.append(loss.item())
+        bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}")
+        if callback is not None:
+            callback(step, losses[-1])
+    module.eval()
+    return losses
+
+
 def train_episodic(
     segmenter: PrototypeSegmenter,
     episodes: EpisodeSource,
@@ -80,23 +125,14 @@ def train_episodic(
     ``callback(step, loss)`` is called after each optimiser step.
     """
     rng = np.random.default_rng(config.seed)
-    optimiser = torch.optim.AdamW(segmenter.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=config.steps)
-    segmenter.train()
-    losses: list[float] = []
-    bar = tqdm(range(config.steps), desc=desc, disable=not progress, leave=False)
-    for step in bar:
-        loss = episodes_loss(segmenter, [episodes(rng) for _ in range(config.episodes_per_step)])
-        optimiser.zero_grad(set_to_none=True)
-        loss.backward()
-        optimiser.step()
-        schedule.step()
-        losses.append(loss.item())
-        bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}")
-        if callback is not None:
-            callback(step, losses[-1])
-    segmenter.eval()
-    return losses
+    return optimise(
+        segmenter,
+        lambda: episodes_loss(segmenter, [episodes(rng) for _ in range(config.episodes_per_step)]),
+        config,
+        desc,
+        progress,
+        callback,
+    )
 
 
 def labelled_episodes(
@@ -176,12 +212,8 @@ def meta_train_grader(
     crops = {t: [crop_lesion(c) for c in group] for t, group in cases_by_type.items()}
     max_way = min(5, len(crops))
     rng = np.random.default_rng(config.seed)
-    optimiser = torch.optim.AdamW(embedder.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=config.steps)
-    embedder.train()
-    losses: list[float] = []
-    bar = tqdm(range(config.steps), desc="meta-train grading", disable=not progress, leave=False)
-    for _ in bar:
+
+    def step_loss() -> torch.Tensor:
         episode_losses = []
         for _ in range(config.episodes_per_step):
             shots = int(rng.integers(1, max_shots + 1))
@@ -191,15 +223,9 @@ def meta_train_grader(
             else:
                 episode = sample_grading_episode(crops, shots, n_query, rng)
             episode_losses.append(F.cross_entropy(*episode_logits(embedder, episode, rng)))
-        loss = torch.stack(episode_losses).mean()
-        optimiser.zero_grad(set_to_none=True)
-        loss.backward()
-        optimiser.step()
-        schedule.step()
-        losses.append(loss.item())
-        bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}")
-    embedder.eval()
-    return losses
+        return torch.stack(episode_losses).mean()
+
+    return optimise(embedder, step_loss, config, "meta-train grading", progress)
 
 
 @torch.no_grad()

@@ -162,7 +162,7 @@ class SegmentationTrainer(BasicTrainTask):
 
 def label_structures(path: str, labels: Mapping[str, int]) -> list[str]:
     """Names of the task's structures present in the label file at ``path``."""
-    values = set(np.unique(sitk.GetArrayViewFromImage(sitk.ReadImage(path))).tolist())
+    values = set(np.unique(sitk.GetArrayFromImage(sitk.ReadImage(path))).tolist())  # a view would outlive its image
     return [name for name, value in labels.items() if value in values]
 
 
