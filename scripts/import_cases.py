@@ -28,6 +28,7 @@ from hope.cases import (
     orthanc_study_exists,
 )
 from hope.config import ConfigError
+from hope.datastore.gateway import OrthancGateway
 
 DEFAULT_ORTHANC = "http://127.0.0.1:8042/dicom-web"
 
@@ -49,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         vocabulary = load_vocabulary()
         engine = make_engine(args.db or vocabulary.database_url_for())
-        repo = CaseRepository(engine, vocabulary, orthanc_study_exists(args.orthanc, args.timeout))
+        repo = CaseRepository(engine, vocabulary, orthanc_study_exists(OrthancGateway(args.orthanc, args.timeout)))
         count = import_csv(args.csv, repo, args.who, args.reason, progress=not args.no_progress)
     except CsvImportError as exc:
         print(f"error: {exc}", file=sys.stderr)

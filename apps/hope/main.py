@@ -1,5 +1,5 @@
-"""Entry point for ``monailabel start_server --app apps/hope``: the app lives in :mod:`hope.app`."""
+"""Entry point for ``monailabel start_server --app apps/hope``: the app is put together in :mod:`hope.server`."""
 
-from hope.app import HopeApp
+from hope.server.app import HopeApp
 
 __all__ = ["HopeApp"]

@@ -1,47 +1,37 @@
-"""HTTP-mapped errors: raised anywhere in HOPE, answered by FastAPI with their status and reason."""
+"""Domain errors: plain exceptions raised anywhere in HOPE, with a reason that says what is wrong and what to do.
+
+They know nothing of HTTP. The server's edge (:mod:`hope.server.errors`) answers each kind with its status:
+:class:`NotFoundError` 404, :class:`InvalidInputError` 422, :class:`ConflictError` 409, :class:`BusyError` 429 and
+:class:`StoreError` 502, always as ``{"detail": reason}``.
+"""
 
 from __future__ import annotations
 
-import logging
 
-from fastapi import HTTPException
+class HopeError(Exception):
+    """Base class of the errors a client is told about; ``reason`` is the message it gets."""
 
-logger = logging.getLogger(__name__)
-
-
-class HopeHTTPError(HTTPException):
-    """Base class: an error that reaches the client as ``{"detail": reason}`` with a 4xx/5xx status."""
-
-    status: int = 500
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(status_code=self.status, detail=reason)
-        self.reason = reason
-        logger.info(f"answering {self.status}: {reason}")
-
-    def __str__(self) -> str:
-        return f"{self.status}: {self.reason}"
+    @property
+    def reason(self) -> str:
+        """What is wrong, and what to do about it."""
+        return str(self.args[0]) if self.args else type(self).__name__
 
 
-class NotFoundError(HopeHTTPError):
-    """The requested series, label or model does not exist."""
-
-    status = 404
+class NotFoundError(HopeError, LookupError):
+    """The requested series, label, task or model does not exist."""
 
 
-class InvalidInputError(HopeHTTPError):
+class InvalidInputError(HopeError, ValueError):
     """The request is well-formed but its content cannot be used (wrong grid, wrong values, wrong modality)."""
 
-    status = 422
 
-
-class StoreError(HopeHTTPError):
-    """The DICOM store failed or refused a request; nothing was written."""
-
-    status = 502
-
-
-class ConflictError(HopeHTTPError):
+class ConflictError(HopeError):
     """The request is valid, but the store does not hold what it needs yet (e.g. no labelled case of a type)."""
 
-    status = 409
+
+class BusyError(HopeError):
+    """The server is doing this already (e.g. a training run is in progress); try again later."""
+
+
+class StoreError(HopeError):
+    """The DICOM store failed or refused a request; nothing was written."""

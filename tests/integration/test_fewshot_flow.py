@@ -19,6 +19,7 @@ import SimpleITK as sitk
 from dicomweb_client import DICOMwebClient
 
 from hope.datastore.attachments import SeriesAttachments, attachment_name
+from hope.datastore.gateway import OrthancGateway
 from hope.fewshot.config import load_fewshot_task
 from hope.fewshot_demo import DemoType, StoredStack, label_and_record, load_fewshot_demo, store_stack
 from hope.services.orthanc import OrthancSettings
@@ -65,7 +66,7 @@ def query(demo: dict[str, tuple[list[StoredStack], StoredStack]]) -> StoredStack
 @pytest.fixture(scope="module")
 def attachments(orthanc: OrthancSettings) -> SeriesAttachments:
     """Orthanc's REST API, for the results kept with the series."""
-    return SeriesAttachments(orthanc.url, 30)
+    return SeriesAttachments(OrthancGateway(orthanc.dicomweb_url, 30))
 
 
 def _infer(hope_url: str, model: str, series_uid: str, output: str, params: dict[str, Any],
@@ -107,7 +108,7 @@ def test_new_type_is_segmented_from_its_labelled_cases(
     result = kept["result"]
     assert result["tumor_type"] == NEW_TYPE
     assert list(result["per_type"]) == [NEW_TYPE] and result["per_type"][NEW_TYPE]["support_cases"] == 3
-    chordoma_series = {c.series_uid for c in labelled if c.stack.tumour_type == NEW_TYPE}
+    chordoma_series = {c.series_uid for c in labelled if c.stack.tumor_type == NEW_TYPE}
     assert {s["series_uid"] for s in result["support"]} == chordoma_series
     assert result["lesion"]["voxels"] == int(np.count_nonzero(predicted))
     assert result["model_version"] == "v0001"

@@ -23,6 +23,7 @@ from sqlalchemy import event, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
+from hope.api.cases import build_router
 from hope.cases import (
     AuditImmutableError,
     CaseExistsError,
@@ -32,7 +33,6 @@ from hope.cases import (
     CaseValidationError,
     CsvImportError,
     StudyLookupError,
-    build_router,
     import_csv,
     load_vocabulary,
     make_engine,
@@ -40,6 +40,8 @@ from hope.cases import (
 )
 from hope.cases.models import AuditEntry
 from hope.config import REPO_ROOT, ConfigError
+from hope.datastore.gateway import OrthancGateway
+from hope.server.errors import install_error_handlers
 from hope.services.process import free_port
 
 STUDIES = {"1.2.826.0.1.1", "1.2.826.0.1.2", "1.2.826.0.1.3", "1.2.826.0.1.4"}
@@ -451,13 +453,13 @@ def qido_url() -> Iterator[str]:
 
 
 def test_orthanc_study_exists(qido_url: str) -> None:
-    exists = orthanc_study_exists(f"{qido_url}/dicom-web", timeout=5)
+    exists = orthanc_study_exists(OrthancGateway(f"{qido_url}/dicom-web", timeout=5))
     assert exists(S1) is True
     assert exists(UNKNOWN) is False
     with pytest.raises(StudyLookupError, match="could not ask the DICOM store"):
-        orthanc_study_exists(f"{qido_url}/broken", timeout=5)(S1)
+        orthanc_study_exists(OrthancGateway(f"{qido_url}/broken", timeout=5))(S1)
     with pytest.raises(StudyLookupError, match=S1):
-        orthanc_study_exists(f"http://127.0.0.1:{free_port()}/dicom-web", timeout=5)(S1)
+        orthanc_study_exists(OrthancGateway(f"http://127.0.0.1:{free_port()}/dicom-web", timeout=5))(S1)
 
 
 # -- routes ---------------------------------------------------------------------------------------------------
@@ -467,6 +469,7 @@ def test_orthanc_study_exists(qido_url: str) -> None:
 def client(repo: CaseRepository) -> TestClient:
     """The router on its own app."""
     app = FastAPI()
+    install_error_handlers(app)
     app.include_router(build_router(repo))
     return TestClient(app)
 
@@ -560,6 +563,7 @@ def test_routes_store_failure_is_502(tmp_path: Path) -> None:
         raise StudyLookupError("store down")
 
     app = FastAPI()
+    install_error_handlers(app)
     app.include_router(build_router(_repo(tmp_path, down)))
     r = TestClient(app).put(f"/cases/{S1}", json=BODY, headers=USER)
     assert (r.status_code, r.json()["detail"]) == (502, "store down")

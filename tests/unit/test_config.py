@@ -8,6 +8,7 @@ import pytest
 import yaml
 
 from hope.config import ConfigError, load_server_settings, load_task, parse_task
+from hope.fewshot.config import load_fewshot_task, parse_fewshot_task
 from hope.networks import build_network
 
 
@@ -69,3 +70,64 @@ def test_lesion_only_labels_are_not_training_cases() -> None:
     assert task.training.lesion_only_labels == ("tumor",)
     assert task.trains_on(["C2", "tumor"]) and task.trains_on(["spinal_canal"])
     assert not task.trains_on(["tumor"]) and not task.trains_on([]) and not task.trains_on(["liver"])
+
+
+def _server() -> dict:
+    return yaml.safe_load((Path(__file__).resolve().parents[2] / "configs/server.yaml").read_text())
+
+
+def test_server_sections_are_typed() -> None:
+    """Retraining, sync, active learning and demo settings are parsed once, with the values of server.yaml."""
+    settings = load_server_settings()
+    assert settings.retrain.enabled is True and settings.retrain.after_new_final_labels == 5
+    assert settings.sync.model_poll_seconds == 2.0
+    assert settings.activelearning.lease_minutes == 30.0 and settings.activelearning.background_scoring
+    assert [t.tumor_type for t in settings.demo.fewshot] == ["chordoma", "aneurysmal_bone_cyst", "hemangioma"]
+    assert settings.demo.cases == 6 and settings.demo.fewshot[0].labelled == 3
+
+
+@pytest.mark.parametrize(
+    ("section", "key", "value", "message"),
+    [
+        ("retrain", "after_new_final_labels", 0, "retrain.after_new_final_labels: must lie in"),
+        ("retrain", "enabled", "yes", "retrain.enabled: expected true or false"),
+        ("sync", "model_poll_seconds", "soon", "sync.model_poll_seconds: expected a float"),
+        ("activelearning", "lease_minutes", -1, "activelearning.lease_minutes"),
+        ("datastore", "timeout_seconds", 0, "datastore.timeout_seconds"),
+    ],
+)
+def test_bad_server_setting_names_file_and_key(tmp_path: Path, section: str, key: str, value: object,
+                                               message: str) -> None:
+    data = _server()
+    data[section][key] = value
+    (tmp_path / "server.yaml").write_text(yaml.safe_dump(data))
+    with pytest.raises(ConfigError, match=message) as raised:
+        load_server_settings(tmp_path)
+    assert str(tmp_path / "server.yaml") in str(raised.value)
+
+
+def test_unknown_server_section_is_an_error(tmp_path: Path) -> None:
+    data = _server()
+    data["retrian"] = {"enabled": False}
+    (tmp_path / "server.yaml").write_text(yaml.safe_dump(data))
+    with pytest.raises(ConfigError, match="unknown section.*retrian"):
+        load_server_settings(tmp_path)
+
+
+def test_fewshot_inference_and_network_are_typed() -> None:
+    seg, grade = load_fewshot_task("fewshot_tumor"), load_fewshot_task("tumor_grade")
+    assert seg.inference.threshold == 0.5 and seg.inference.max_adapt_steps == 10
+    assert seg.network.encoder["out_channels"] == 64 and seg.network.prototypes["scale"] == 20.0
+    assert grade.inference.segment_with == "fewshot_tumor" and grade.inference.top_types == 3
+
+
+def test_fewshot_unknown_inference_key_is_named(tmp_path: Path) -> None:
+    data = yaml.safe_load((Path(__file__).resolve().parents[2] / "configs/tasks/fewshot_tumor.yaml").read_text())
+    data["inference"]["treshold"] = 0.4
+    with pytest.raises(ConfigError, match=r"inference: unknown key\(s\) \['treshold'\]"):
+        parse_fewshot_task(data, "fewshot_tumor.yaml")
+
+
+def test_interactive_section_is_parsed_with_the_task() -> None:
+    interactive = load_task("spine_ct").interactive
+    assert interactive is not None and interactive.structure == "tumor" and interactive.foreground_scribble == 11

@@ -13,12 +13,12 @@ import SimpleITK as sitk
 import torch
 
 from hope.config import ConfigError
-from hope.datastore.attachments import attachment_name, orthanc_rest_url
+from hope.datastore.attachments import attachment_name
+from hope.datastore.gateway import orthanc_rest_url
 from hope.errors import InvalidInputError
 from hope.fewshot.checkpoint import build_embedder, build_segmenter, load_grader, load_segmenter, save_checkpoint
 from hope.fewshot.config import SliceSpec, load_fewshot_task, parse_fewshot_task
 from hope.fewshot.episodes import build_support_set
-from hope.fewshot.phantom_volumes import phantom_stack
 from hope.fewshot.support_library import LabelledSeries, SupportLibrary
 from hope.fewshot.volume_inference import lesion_probabilities
 from hope.fewshot.volumes import (
@@ -28,7 +28,8 @@ from hope.fewshot.volumes import (
     probability_on_image,
     to_slices,
 )
-from hope.infers.fewshot_common import ServedModel, int_param
+from hope.infers.fewshot_common import ReloadingModel, int_param
+from hope.phantoms.tumor_stacks import phantom_stack
 
 SPEC = SliceSpec(support_slices_per_case=2, support_window=32)
 TUMOR = 9
@@ -103,9 +104,9 @@ class _Store:
         self.series: list[LabelledSeries] = []
         self.loads: list[str] = []
 
-    def add(self, series_uid: str, study_uid: str, seg_uid: str, tumour_type: str, seed: int,
+    def add(self, series_uid: str, study_uid: str, seg_uid: str, tumor_type: str, seed: int,
             lesion: bool = True) -> None:
-        stack = phantom_stack(tumour_type, seed, SPEC, slices=3, size=32)
+        stack = phantom_stack(tumor_type, seed, SPEC, slices=3, size=32)
         image = _image(stack.hu.astype(np.float32), stack.spacing)
         label = sitk.GetImageFromArray((stack.mask * (TUMOR if lesion else 3)).astype(np.uint8))
         label.CopyInformation(image)
@@ -172,7 +173,7 @@ def test_served_model_reloads_when_the_file_changes(tmp_path: Path) -> None:
     path = tmp_path / "model.txt"
     path.write_text("v1")
     loads: list[str] = []
-    served = ServedModel(path, lambda p: loads.append(p.read_text()) or p.read_text())
+    served = ReloadingModel(path, lambda p: loads.append(p.read_text()) or p.read_text())
     assert served.get() == "v1" and served.get() == "v1" and loads == ["v1"]
     path.write_text("v2")
     os.utime(path, (path.stat().st_atime, path.stat().st_mtime + 5))

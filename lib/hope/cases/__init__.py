@@ -4,8 +4,9 @@ Wiring into an app::
 
     vocabulary = load_vocabulary()                                   # configs/cases.yaml
     engine = make_engine(vocabulary.database_url_for())              # $HOPE_CASES_DB_URL or the configured URL
-    repo = CaseRepository(engine, vocabulary, orthanc_study_exists(dicomweb_url, timeout_seconds))
-    app.include_router(build_router(repo))                           # /cases
+    repo = CaseRepository(engine, vocabulary, orthanc_study_exists(gateway))  # a study must be in the store
+
+Its routes (``/cases``) are in :mod:`hope.api.cases`.
 """
 
 from hope.cases.csv_import import CsvImportError, import_csv, import_stream
@@ -22,7 +23,6 @@ from hope.cases.repository import (
     CaseRepository,
     CaseValidationError,
 )
-from hope.cases.routes import build_router
 from hope.cases.vocabulary import CaseVocabulary, TumorType, load_vocabulary
 
 __all__ = [
@@ -40,7 +40,6 @@ __all__ = [
     "CsvImportError",
     "StudyLookupError",
     "TumorType",
-    "build_router",
     "import_csv",
     "import_stream",
     "load_vocabulary",

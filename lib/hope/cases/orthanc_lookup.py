@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import requests
 
-from hope.datastore.client import make_client
+from hope.datastore.gateway import OrthancGateway
 
 STUDY_INSTANCE_UID = "0020000D"
 
@@ -15,24 +15,20 @@ class StudyLookupError(RuntimeError):
     """The DICOM store could not say whether a study exists (unreachable, timed out, or answered an error)."""
 
 
-def orthanc_study_exists(
-    dicomweb_url: str, timeout: float, username: str = "", password: str = ""
-) -> Callable[[str], bool]:
-    """A ``study_exists(study_uid) -> bool`` that asks the DICOMweb store at ``dicomweb_url`` by QIDO-RS.
+def orthanc_study_exists(gateway: OrthancGateway) -> Callable[[str], bool]:
+    """A ``study_exists(study_uid) -> bool`` that asks the DICOMweb store behind ``gateway`` by QIDO-RS.
 
-    Each call is one ``GET {dicomweb_url}/studies?StudyInstanceUID=...`` with ``timeout`` seconds and no retries
+    Each call is one ``GET {dicomweb_url}/studies?StudyInstanceUID=...`` with the gateway's timeout and no retries
     (dicomweb-client's default retries a refused connection for 30 s); a failure raises :class:`StudyLookupError`
     instead of answering ``False``.
     """
-    client = make_client(dicomweb_url, timeout, username, password)
-    client.set_http_retry_params(retry=False)
 
     def study_exists(study_uid: str) -> bool:
         try:
-            matches = client.search_for_studies(search_filters={"StudyInstanceUID": study_uid})
+            matches = gateway.dicomweb().search_for_studies(search_filters={"StudyInstanceUID": study_uid})
         except requests.RequestException as exc:
             raise StudyLookupError(
-                f"could not ask the DICOM store {dicomweb_url} whether study {study_uid} exists: {exc}"
+                f"could not ask the DICOM store {gateway.dicomweb_url} whether study {study_uid} exists: {exc}"
             ) from exc
         return any(study_uid in m.get(STUDY_INSTANCE_UID, {}).get("Value", []) for m in matches)
 

@@ -11,17 +11,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import requests
-
+from hope.datastore.gateway import OrthancGateway
 from hope.errors import NotFoundError, StoreError
-
-DICOMWEB_SUFFIX = "/dicom-web"
-
-
-def orthanc_rest_url(dicomweb_url: str) -> str:
-    """Orthanc's REST root from its DICOMweb root (``http://host:8042/dicom-web`` -> ``http://host:8042``)."""
-    url = dicomweb_url.rstrip("/")
-    return url[: -len(DICOMWEB_SUFFIX)] if url.endswith(DICOMWEB_SUFFIX) else url
 
 
 def attachment_name(task: str) -> str:
@@ -32,23 +23,13 @@ def attachment_name(task: str) -> str:
 class SeriesAttachments:
     """Reads and writes JSON attachments of series, found by SeriesInstanceUID, through Orthanc's REST API."""
 
-    def __init__(self, rest_url: str, timeout: float, username: str = "", password: str = "") -> None:
-        self.rest_url = rest_url.rstrip("/")
-        self.session = requests.Session()
-        self.timeout = timeout
-        if username and password:
-            self.session.auth = (username, password)
-
-    def _request(self, method: str, path: str, **kwargs: Any) -> requests.Response:
-        try:
-            response = self.session.request(method, f"{self.rest_url}{path}", timeout=self.timeout, **kwargs)
-        except requests.RequestException as exc:
-            raise StoreError(f"Orthanc at {self.rest_url} did not answer {method} {path}: {exc}") from exc
-        return response
+    def __init__(self, gateway: OrthancGateway) -> None:
+        self.gateway = gateway
+        self.rest_url = gateway.rest_url
 
     def series_id(self, series_uid: str) -> str:
         """Orthanc's identifier of the series with this SeriesInstanceUID (404 when the store has none)."""
-        response = self._request("POST", "/tools/lookup", data=series_uid)
+        response = self.gateway.rest("POST", "/tools/lookup", data=series_uid)
         if not response.ok:
             raise StoreError(f"Orthanc could not look up series {series_uid}: {response.status_code} {response.text}")
         for match in response.json():
@@ -60,7 +41,7 @@ class SeriesAttachments:
         """Keep ``payload`` as the series' ``name`` attachment (replacing any earlier one); returns the series' ID."""
         series_id = self.series_id(series_uid)
         body = json.dumps(payload, indent=1, default=str).encode()
-        response = self._request("PUT", f"/series/{series_id}/attachments/{name}", data=body,
+        response = self.gateway.rest("PUT", f"/series/{series_id}/attachments/{name}", data=body,
                                  headers={"Content-Type": "application/json"})
         if not response.ok:
             raise StoreError(f"Orthanc refused the {name} attachment of series {series_uid}: "
@@ -71,7 +52,7 @@ class SeriesAttachments:
     def get(self, series_uid: str, name: str) -> dict[str, Any] | None:
         """The series' ``name`` attachment, or ``None`` when it has none."""
         series_id = self.series_id(series_uid)
-        response = self._request("GET", f"/series/{series_id}/attachments/{name}/data")
+        response = self.gateway.rest("GET", f"/series/{series_id}/attachments/{name}/data")
         if response.status_code == 404:
             return None
         if not response.ok:

@@ -28,13 +28,13 @@ def _build(cls: type, args: dict[str, Any], task: FewShotDefinition, section: st
 
 def build_segmenter(task: FewShotDefinition) -> PrototypeSegmenter:
     """A :class:`PrototypeSegmenter` with an untrained :class:`ConvEncoder`, as ``network:`` describes."""
-    encoder = _build(ConvEncoder, dict(task.network.get("encoder", {})), task, "encoder")
-    return _build(PrototypeSegmenter, {"encoder": encoder, **task.network.get("prototypes", {})}, task, "prototypes")
+    encoder = _build(ConvEncoder, dict(task.network.encoder), task, "encoder")
+    return _build(PrototypeSegmenter, {"encoder": encoder, **task.network.prototypes}, task, "prototypes")
 
 
 def build_embedder(task: FewShotDefinition) -> LesionEmbedder:
     """An untrained :class:`LesionEmbedder`, as ``network.embedder`` describes."""
-    return _build(LesionEmbedder, dict(task.network.get("embedder", {})), task, "embedder")
+    return _build(LesionEmbedder, dict(task.network.embedder), task, "embedder")
 
 
 def save_checkpoint(

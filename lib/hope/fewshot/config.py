@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from hope.config import ConfigError, load_task_file, parse_bounds, require
+from hope.config.files import ConfigError, flag, load_task_file, number, parse_bounds, require, section
 
 Kind = Literal["fewshot_segmentation", "lesion_grading"]
 KINDS: tuple[str, ...] = ("fewshot_segmentation", "lesion_grading")
@@ -32,6 +32,28 @@ class SliceSpec:
 
 
 @dataclass(frozen=True)
+class FewShotInference:
+    """How a few-shot task answers a request (the ``inference:`` section)."""
+
+    threshold: float = 0.5  # lesion probability above which a voxel is lesion
+    keep_largest_component: bool = True  # keep only the largest connected lesion (3D)
+    batch_slices: int = 16  # query slices encoded at once
+    max_adapt_steps: int = 10  # the request parameter adapt_steps is capped here
+    adapt_lr: float = 0.01  # learning rate of those adaptation steps
+    top_types: int = 3  # nearest known tumour types listed by a grade
+    segment_with: str | None = None  # the task that finds a lesion when a grading request gives none
+
+
+@dataclass(frozen=True)
+class FewShotNetwork:
+    """The ``network:`` section: keyword arguments of each part (encoder, prototypes, embedder)."""
+
+    encoder: dict[str, Any] = field(default_factory=dict)
+    prototypes: dict[str, Any] = field(default_factory=dict)
+    embedder: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class FewShotTraining:
     """Defaults of an admin-started refresh (``POST /train/<task>``) and the bounds a request must keep to."""
 
@@ -49,9 +71,9 @@ class FewShotDefinition:
     modalities: tuple[str, ...]
     lesion_label: str
     slices: SliceSpec
-    network: dict[str, Any]
+    network: FewShotNetwork
     pretrained: str | None
-    inference: dict[str, Any] = field(default_factory=dict)
+    inference: FewShotInference = field(default_factory=FewShotInference)
     training: FewShotTraining | None = None  # None: the task has no trainer
 
 
@@ -88,10 +110,33 @@ def parse_fewshot_task(data: dict[str, Any], where: str = "task") -> FewShotDefi
         modalities=tuple(str(m).upper() for m in data.get("modalities", ["CT"])),
         lesion_label=str(require(data, "lesion_label", where)),
         slices=slices,
-        network=network,
+        network=_network(network, f"{where}.network"),
         pretrained=str(pretrained) if pretrained else None,
-        inference=dict(data.get("inference", {})),
+        inference=_inference(section(data, "inference", where), f"{where}.inference"),
         training=_training(data["training"], f"{where}.training") if data.get("training") else None,
+    )
+
+
+def _network(raw: dict[str, Any], where: str) -> FewShotNetwork:
+    unknown = sorted(set(raw) - {"encoder", "prototypes", "embedder"})
+    if unknown:
+        raise ConfigError(f"{where}: unknown part(s) {unknown}; the parts are encoder, prototypes and embedder")
+    return FewShotNetwork(**{part: section(raw, part, where) for part in raw})
+
+
+def _inference(raw: dict[str, Any], where: str) -> FewShotInference:
+    unknown = sorted(set(raw) - set(FewShotInference.__dataclass_fields__))
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {unknown}; known: {sorted(FewShotInference.__dataclass_fields__)}")
+    d = FewShotInference()
+    return FewShotInference(
+        threshold=number(raw, "threshold", d.threshold, where, low=0.0, high=1.0),
+        keep_largest_component=flag(raw, "keep_largest_component", d.keep_largest_component, where),
+        batch_slices=number(raw, "batch_slices", d.batch_slices, where, cast=int, low=1),
+        max_adapt_steps=number(raw, "max_adapt_steps", d.max_adapt_steps, where, cast=int, low=0),
+        adapt_lr=number(raw, "adapt_lr", d.adapt_lr, where, low=0.0),
+        top_types=number(raw, "top_types", d.top_types, where, cast=int, low=1),
+        segment_with=str(raw["segment_with"]) if raw.get("segment_with") else None,
     )
 
 

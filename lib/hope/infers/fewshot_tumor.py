@@ -33,7 +33,7 @@ from hope.fewshot.prototypes import PrototypeSegmenter
 from hope.fewshot.support_library import SupportCase, SupportLibrary
 from hope.fewshot.volume_inference import lesion_probabilities
 from hope.fewshot.volumes import largest_component, probability_on_image, to_slices
-from hope.infers.fewshot_common import ServedModel, int_param, lesion_size, write_lesion_label
+from hope.infers.fewshot_common import ReloadingModel, int_param, lesion_size, write_lesion_label
 
 ALL_TYPES = "all"
 
@@ -44,7 +44,7 @@ class FewShotTumorInfer(InferTask):
     def __init__(
         self,
         definition: FewShotDefinition,
-        model: ServedModel[PrototypeSegmenter],
+        model: ReloadingModel[PrototypeSegmenter],
         library: SupportLibrary,
         vocabulary: CaseVocabulary,
     ) -> None:
@@ -60,11 +60,11 @@ class FewShotTumorInfer(InferTask):
         self.library = library
         self.vocabulary = vocabulary
         settings = definition.inference
-        self.threshold = float(settings.get("threshold", 0.5))
-        self.keep_largest = bool(settings.get("keep_largest_component", True))
-        self.batch = int(settings.get("batch_slices", 16))
-        self.max_adapt_steps = int(settings.get("max_adapt_steps", 10))
-        self.adapt_lr = float(settings.get("adapt_lr", 0.01))
+        self.threshold = settings.threshold
+        self.keep_largest = settings.keep_largest_component
+        self.batch = settings.batch_slices
+        self.max_adapt_steps = settings.max_adapt_steps
+        self.adapt_lr = settings.adapt_lr
 
     def is_valid(self) -> bool:
         """Whether the served weights exist."""
@@ -85,7 +85,7 @@ class FewShotTumorInfer(InferTask):
         """The support cases to segment against, by type; 409 with what to do when there are none."""
         by_type: dict[str, list[SupportCase]] = defaultdict(list)
         for case in self.library.cases(exclude_series=exclude_series):
-            by_type[case.tumour_type].append(case)
+            by_type[case.tumor_type].append(case)
         how = ("store a final label (SEG) with a tumor segment for a series of the study and record the study's "
                "pathology with PUT /cases/{study_uid}")
         if not by_type:

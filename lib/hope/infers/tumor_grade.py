@@ -28,7 +28,7 @@ from hope.fewshot.config import FewShotDefinition
 from hope.fewshot.episodes import GRADES
 from hope.fewshot.grading import LesionGrader
 from hope.fewshot.support_library import SupportLibrary
-from hope.infers.fewshot_common import ServedModel, lesion_size, write_lesion_label
+from hope.infers.fewshot_common import ReloadingModel, lesion_size, write_lesion_label
 
 Segment = Callable[[dict[str, Any]], tuple[str, dict[str, Any]]]
 
@@ -43,7 +43,7 @@ class TumorGradeInfer(InferTask):
     def __init__(
         self,
         definition: FewShotDefinition,
-        model: ServedModel[LesionGrader],
+        model: ReloadingModel[LesionGrader],
         library: SupportLibrary,
         final_label: Callable[[str], str | None],
         segment: Segment,
@@ -60,7 +60,7 @@ class TumorGradeInfer(InferTask):
         self.library = library
         self.final_label = final_label
         self.segment = segment
-        self.top_types = int(definition.inference.get("top_types", 3))
+        self.top_types = definition.inference.top_types
 
     def is_valid(self) -> bool:
         """Whether the served weights exist."""
@@ -113,7 +113,7 @@ class TumorGradeInfer(InferTask):
             "nearest_types": [{"tumor_type": t, "probability": round(p, 4)} for t, p in graded.nearest_types],
             "lesion": {"source": source, **lesion_size(mask, image)},
             "support": {"cases": len(support), "by_verdict": dict(verdicts),
-                        "by_type": dict(Counter(c.tumour_type for c in support))},
+                        "by_type": dict(Counter(c.tumor_type for c in support))},
             "temperature": round(served.temperature, 4),
             "label_names": {self.definition.lesion_label: self.library.lesion_value},
         }

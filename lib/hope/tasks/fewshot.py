@@ -2,73 +2,91 @@
 
 Each keeps its model versions in a :class:`~hope.models.registry.ModelRegistry` like the supervised tasks. The
 first version is the shipped phantom-pretrained checkpoint (``scripts/pretrain_fewshot.py``) or, without it, an
-untrained network; neither is downloaded. The collaborators an infer task needs from the running app (the support
-library, the case vocabulary, the store's final labels) are passed to :meth:`init` as keyword arguments.
+untrained network; neither is downloaded. What an infer task needs from the running server (the support library,
+the case vocabulary, the store's images and final labels) comes as one typed :class:`FewShotWiring`, built by the
+composition root (:mod:`hope.server.collaborators`).
 """
 
 from __future__ import annotations
 
-import json
-import logging
-import tempfile
 from abc import abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import SimpleITK as sitk
 import torch
 from monailabel.interfaces.config import TaskConfig
 from monailabel.interfaces.tasks.infer_v2 import InferTask
 from monailabel.interfaces.tasks.train import TrainTask
 
+from hope.cases.vocabulary import CaseVocabulary
 from hope.config import REPO_ROOT
 from hope.fewshot.checkpoint import build_embedder, build_segmenter, load_grader, load_segmenter, save_checkpoint
-from hope.fewshot.config import FewShotDefinition, load_fewshot_task
-from hope.infers.fewshot_common import ServedModel
+from hope.fewshot.config import FewShotDefinition
+from hope.fewshot.support_library import SupportLibrary
+from hope.infers.fewshot_common import ReloadingModel
 from hope.infers.fewshot_tumor import FewShotTumorInfer
 from hope.infers.tumor_grade import TumorGradeInfer
+from hope.models.initial import ensure_first_version
 from hope.models.registry import ModelRegistry
 from hope.trainers.fewshot import FewShotTrainer
 
-logger = logging.getLogger(__name__)
+
+@dataclass(frozen=True)
+class FewShotWiring:
+    """What a few-shot task needs from the running server.
+
+    Args:
+        library: support sets from the case records and the store's final labels.
+        vocabulary: the tumour types and verdicts (``configs/cases.yaml``).
+        list_images: the store's image series of the task's modalities.
+        load_image: a series as a SimpleITK image.
+        final_label: the local file of a series' final label, or ``None`` when it has none.
+        segment: the infer task that finds a lesion when a request gives none (``inference.segment_with``).
+    """
+
+    library: SupportLibrary
+    vocabulary: CaseVocabulary
+    list_images: Callable[[], list[str]]
+    load_image: Callable[[str], sitk.Image]
+    final_label: Callable[[str], str | None]
+    segment: InferTask | None = None
 
 
 class FewShotTaskConfig(TaskConfig):
-    """What both few-shot tasks share: the definition, the registry and the first model version."""
+    """What both few-shot tasks share: the definition, the wiring, the registry and the first model version."""
 
     definition: FewShotDefinition
+    wiring: FewShotWiring
     registry: ModelRegistry
 
-    def init(self, name: str, model_dir: str, conf: dict[str, str], planner: Any, **kwargs: Any) -> None:
-        """Load ``configs/tasks/<name>.yaml`` and make sure a servable model version exists."""
+    def init(self, name: str, model_dir: str, conf: dict[str, str], planner: Any, *,
+             definition: FewShotDefinition, wiring: FewShotWiring, **kwargs: Any) -> None:
+        """Wire the task ``definition`` (parsed once by the composition root) and make sure a version serves."""
         super().init(name, model_dir, conf, planner, **kwargs)
-        self.definition = load_fewshot_task(name)
+        self.definition = definition
+        self.wiring = wiring
         self.registry = ModelRegistry(name, Path(model_dir))
         self.path = [str(self.registry.served_path)]
-        if not self.registry.versions():
-            self._keep_initial_model()
-        self.registry.apply()
+
+        def write_untrained(path: Path) -> None:
+            save_checkpoint(path, definition, self._untrained(), {"untrained": True})
+
+        ensure_first_version(
+            self.registry,
+            shipped=REPO_ROOT / definition.pretrained if definition.pretrained else None,
+            shipped_by="scripts/pretrain_fewshot.py",
+            shipped_note="meta-trained on synthetic phantom tumour types (shipped)",
+            shipped_metrics=lambda report: {k: v for k, v in report.items()
+                                            if k.startswith("heldout_") and isinstance(v, int | float)},
+            write_untrained=write_untrained,
+        )
 
     @abstractmethod
     def _untrained(self) -> torch.nn.Module:
         """A freshly initialised network of this task (the first version when no weights are shipped)."""
-
-    def _keep_initial_model(self) -> None:
-        shipped = REPO_ROOT / self.definition.pretrained if self.definition.pretrained else None
-        if shipped is not None and shipped.exists():
-            report = shipped.with_suffix(".json")
-            found = json.loads(report.read_text()) if report.exists() else {}
-            metrics = {k: v for k, v in found.items() if k.startswith("heldout_") and isinstance(v, int | float)}
-            self.registry.add(shipped, started_by="scripts/pretrain_fewshot.py", metrics=metrics, training_data=[],
-                              params={}, note="meta-trained on synthetic phantom tumour types (shipped)")
-            logger.info(f"{self.name}: kept the shipped phantom-pretrained model {shipped} as the first version")
-            return
-        torch.manual_seed(0)
-        with tempfile.TemporaryDirectory() as tmp:
-            weights = save_checkpoint(Path(tmp) / "model.pt", self.definition, self._untrained(), {"untrained": True})
-            self.registry.add(weights, started_by="hope", metrics={}, training_data=[], params={},
-                              note="seeded initial model, untrained")
-        logger.warning(f"{self.name}: no shipped weights at {shipped}; serving an untrained network "
-                       "(run scripts/pretrain_fewshot.py)")
 
     def trainer(self) -> TrainTask | None:
         """No trainer by default: a few-shot task learns a new type from its support set at inference time."""
@@ -76,36 +94,37 @@ class FewShotTaskConfig(TaskConfig):
 
 
 class FewShotTumorTaskConfig(FewShotTaskConfig):
-    """``fewshot_tumor``: needs ``library``, ``vocabulary``, ``list_images`` and ``load_image`` keyword arguments
-    at :meth:`init`."""
+    """``fewshot_tumor``: segments a lesion against the labelled cases of a type."""
 
     def _untrained(self) -> torch.nn.Module:
         return build_segmenter(self.definition)
 
     def infer(self) -> InferTask:
         """The few-shot segmentation infer task."""
-        model = ServedModel(self.registry.served_path, lambda p: load_segmenter(p, self.definition))
-        return FewShotTumorInfer(self.definition, model, self.kwargs["library"], self.kwargs["vocabulary"])
+        model = ReloadingModel(self.registry.served_path, lambda p: load_segmenter(p, self.definition))
+        return FewShotTumorInfer(self.definition, model, self.wiring.library, self.wiring.vocabulary)
 
     def trainer(self) -> TrainTask | None:
         """The admin-started refresh of the encoder on the store, when the task YAML has a ``training`` section."""
         if self.definition.training is None:
             return None
-        return FewShotTrainer(self.definition, self.registry, self.kwargs["library"], self.kwargs["list_images"],
-                              self.kwargs["load_image"])
+        return FewShotTrainer(self.definition, self.registry, self.wiring.library, self.wiring.list_images,
+                              self.wiring.load_image)
 
 
 class TumorGradeTaskConfig(FewShotTaskConfig):
-    """``tumor_grade``: needs ``library``, ``final_label`` and ``segment`` keyword arguments at :meth:`init`."""
+    """``tumor_grade``: grades a lesion; its wiring must name the task that segments one when none is given."""
 
     def _untrained(self) -> torch.nn.Module:
         return build_embedder(self.definition)
 
     def infer(self) -> InferTask:
         """The lesion grading infer task."""
-        model = ServedModel(self.registry.served_path, lambda p: load_grader(p, self.definition))
-        return TumorGradeInfer(self.definition, model, self.kwargs["library"], self.kwargs["final_label"],
-                               self.kwargs["segment"])
+        if self.wiring.segment is None:
+            raise ValueError(f"{self.name}: the wiring has no segmentation task (inference.segment_with)")
+        model = ReloadingModel(self.registry.served_path, lambda p: load_grader(p, self.definition))
+        return TumorGradeInfer(self.definition, model, self.wiring.library, self.wiring.final_label,
+                               self.wiring.segment)
 
 
 TASK_CONFIGS: dict[str, type[FewShotTaskConfig]] = {

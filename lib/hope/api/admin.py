@@ -12,18 +12,12 @@ from monailabel.utils.async_tasks.task import AsyncTask
 from monailabel.utils.async_tasks.utils import tasks as train_tasks
 from pydantic import BaseModel
 
-from hope.admin.train_params import validate_train_params
 from hope.config import TaskDefinition
-from hope.errors import HopeHTTPError, NotFoundError
+from hope.errors import BusyError, NotFoundError
 from hope.fewshot.config import FewShotDefinition
 from hope.models.plots import training_report_png
 from hope.models.registry import ModelRegistry
-
-
-class AlreadyTraining(HopeHTTPError):
-    """A training run is in progress; only one runs at a time."""
-
-    status = 429
+from hope.models.train_params import validate_train_params
 
 
 class PinRequest(BaseModel):
@@ -56,7 +50,7 @@ def build_router(
         clean = validate_train_params(tasks[model], params, published_config(model))
         active = [t for t in train_tasks("train") if t["status"] in ("SUBMITTED", "RUNNING")]
         if active and not enqueue:
-            raise AlreadyTraining(
+            raise BusyError(
                 f"training of {active[0]['request'].get('model')} is already {active[0]['status'].lower()} (task "
                 f"{active[0]['id']}); wait for it (GET /train/), stop it (DELETE /train/), or repeat with "
                 "?enqueue=true to queue this one"

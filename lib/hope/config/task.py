@@ -1,33 +1,15 @@
-"""Typed configuration: task definitions (``configs/tasks/*.yaml``) and server settings (``configs/server.yaml``).
-
-Everything that varies between tasks or deployments (labels, spacing, networks, thresholds, ports) lives in
-YAML under ``configs/``; this module parses and validates it once, into frozen dataclasses, so the rest of the
-code never reads raw strings.
-"""
+"""Supervised task definitions (``configs/tasks/<name>.yaml`` without a ``kind``): labels, preprocessing, network,
+training, inference and scribble settings."""
 
 from __future__ import annotations
 
-import os
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import Any
 
-import yaml
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_CONFIG_DIR = REPO_ROOT / "configs"
-
-
-class _HasName(Protocol):
-    name: str
-
-
-Named = TypeVar("Named", bound=_HasName)
-
-
-class ConfigError(ValueError):
-    """A configuration file is missing, malformed or inconsistent; the message says which and how to fix it."""
+from hope.config.files import ConfigError, load_task_file, parse_bounds, require
+from hope.config.interactive import InteractiveSettings, parse_interactive
 
 
 @dataclass(frozen=True)
@@ -82,6 +64,7 @@ class TaskDefinition:
     network: NetworkSpec
     training: TrainingDefaults
     inference: InferenceSettings
+    interactive: InteractiveSettings | None = None  # None: the task offers no scribble corrections
 
     def trains_on(self, structures: Iterable[str]) -> bool:
         """Whether a final label holding ``structures`` (label names) is a training case of this task.
@@ -96,48 +79,6 @@ class TaskDefinition:
     def num_classes(self) -> int:
         """Number of network output channels: background plus one per label."""
         return len(self.labels) + 1
-
-
-@dataclass(frozen=True)
-class DatastoreSettings:
-    """How HOPE talks to the DICOMweb store."""
-
-    modalities: tuple[str, ...]
-    list_cache_seconds: float
-    timeout_seconds: float
-
-
-@dataclass(frozen=True)
-class ServerSettings:
-    """Server-wide settings: which tasks are served and how the store is reached."""
-
-    tasks: tuple[str, ...]
-    datastore: DatastoreSettings
-    extra: dict[str, Any] = field(default_factory=dict)
-    fewshot_tasks: tuple[str, ...] = ()
-
-
-def config_dir() -> Path:
-    """The configuration folder: ``$HOPE_CONFIG_DIR`` or the repository's ``configs/``."""
-    return Path(os.environ.get("HOPE_CONFIG_DIR", DEFAULT_CONFIG_DIR))
-
-
-def read_yaml(path: Path) -> dict[str, Any]:
-    """The YAML mapping in ``path``; a :class:`ConfigError` saying what to fix when it is missing or not a mapping."""
-    if not path.is_file():
-        raise ConfigError(f"configuration file {path} does not exist; create it or set HOPE_CONFIG_DIR")
-    with path.open() as f:
-        data = yaml.safe_load(f)
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path} must hold a YAML mapping at the top level")
-    return data
-
-
-def require(data: dict[str, Any], key: str, where: str) -> Any:
-    """``data[key]``, or a :class:`ConfigError` naming the file (``where``) and the missing key."""
-    if key not in data:
-        raise ConfigError(f"{where}: missing required key '{key}'")
-    return data[key]
 
 
 def _triple(value: Any, where: str, cast: type) -> tuple:
@@ -156,18 +97,6 @@ def _labels(raw: Any, where: str) -> dict[str, int]:
             f"{where}: label values must be 1..{len(values)} without gaps (0 is background), got {values}"
         )
     return labels
-
-
-def parse_bounds(raw: Any, where: str) -> dict[str, tuple[float, float]]:
-    """Training-parameter bounds ``{name: [min, max]}`` from YAML, checked."""
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{where}: expected a mapping of parameter -> [min, max]")
-    bounds = {}
-    for key, pair in raw.items():
-        if not isinstance(pair, list | tuple) or len(pair) != 2 or float(pair[0]) > float(pair[1]):
-            raise ConfigError(f"{where}.{key}: expected [min, max] with min <= max, got {pair!r}")
-        bounds[str(key)] = (float(pair[0]), float(pair[1]))
-    return bounds
 
 
 def parse_task(data: dict[str, Any], where: str = "task") -> TaskDefinition:
@@ -212,39 +141,11 @@ def parse_task(data: dict[str, Any], where: str = "task") -> TaskDefinition:
         inference=InferenceSettings(
             sw_batch_size=int(infer.get("sw_batch_size", 2)), overlap=float(infer.get("overlap", 0.25))
         ),
+        interactive=parse_interactive(data["interactive"], labels, (lo, hi), f"{where}: interactive")
+        if "interactive" in data else None,
     )
-
-
-def load_task_file(name: str, parse: Callable[[dict[str, Any], str], Named], directory: Path | None = None
-                   ) -> Named:
-    """``parse`` ``<directory>/tasks/<name>.yaml`` (default: :func:`config_dir`); its ``name`` must be ``name``."""
-    path = (directory or config_dir()) / "tasks" / f"{name}.yaml"
-    task = parse(read_yaml(path), str(path))
-    if task.name != name:
-        raise ConfigError(f"{path}: 'name' is {task.name!r} but the file name says {name!r}; make them agree")
-    return task
 
 
 def load_task(name: str, directory: Path | None = None) -> TaskDefinition:
     """Load ``<directory>/tasks/<name>.yaml`` (default: :func:`config_dir`)."""
     return load_task_file(name, parse_task, directory)
-
-
-def load_server_settings(directory: Path | None = None) -> ServerSettings:
-    """Load ``<directory>/server.yaml`` (default: :func:`config_dir`)."""
-    path = (directory or config_dir()) / "server.yaml"
-    data = read_yaml(path)
-    store = data.get("datastore", {})
-    tasks = tuple(str(t) for t in require(data, "tasks", str(path)))
-    if not tasks:
-        raise ConfigError(f"{path}: 'tasks' must list at least one task")
-    return ServerSettings(
-        tasks=tasks,
-        datastore=DatastoreSettings(
-            modalities=tuple(str(m).upper() for m in store.get("modalities", ["CT", "MR", "CR", "DX"])),
-            list_cache_seconds=float(store.get("list_cache_seconds", 5)),
-            timeout_seconds=float(store.get("timeout_seconds", 60)),
-        ),
-        extra={k: v for k, v in data.items() if k not in {"tasks", "datastore", "fewshot_tasks"}},
-        fewshot_tasks=tuple(str(t) for t in data.get("fewshot_tasks") or ()),
-    )

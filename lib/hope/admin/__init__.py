@@ -1,1 +1,0 @@
-"""Admin control of training and serving, over REST."""

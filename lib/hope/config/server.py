@@ -1,0 +1,145 @@
+"""Server settings (``configs/server.yaml``): the tasks served, the store, retraining, sync, active learning, demo."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hope.config.files import ConfigError, config_dir, flag, number, read_yaml, require, section
+
+
+@dataclass(frozen=True)
+class DatastoreSettings:
+    """How HOPE talks to the DICOMweb store."""
+
+    modalities: tuple[str, ...] = ("CT", "MR", "CR", "DX")
+    list_cache_seconds: float = 5.0
+    timeout_seconds: float = 60.0
+
+
+@dataclass(frozen=True)
+class RetrainSettings:
+    """Automatic retraining: on, and after how many new final labels of a task."""
+
+    enabled: bool = True
+    after_new_final_labels: int = 5
+
+
+@dataclass(frozen=True)
+class SyncSettings:
+    """How often HOPE looks for a newly published model (to recompute stale suggestions)."""
+
+    model_poll_seconds: float = 2.0
+
+
+@dataclass(frozen=True)
+class ActiveLearningSettings:
+    """How long a series handed out by a strategy stays leased, and whether unlabelled series are scored."""
+
+    lease_minutes: float = 30.0
+    background_scoring: bool = True
+
+
+@dataclass(frozen=True)
+class DemoFewShotType:
+    """One demo rare-tumour type: the phantom drawn, its case-record type and verdict, and how many are labelled."""
+
+    phantom: str
+    tumor_type: str
+    verdict: str
+    labelled: int
+
+
+@dataclass(frozen=True)
+class DemoSettings:
+    """Demo data stored on a first start: neck-CT phantoms, and labelled rare-tumour phantom stacks."""
+
+    cases: int = 6
+    first_seed: int = 1000
+    fewshot_first_seed: int = 5000
+    fewshot: tuple[DemoFewShotType, ...] = ()
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    """Server-wide settings, parsed once at start-up."""
+
+    tasks: tuple[str, ...]
+    datastore: DatastoreSettings = field(default_factory=DatastoreSettings)
+    fewshot_tasks: tuple[str, ...] = ()
+    retrain: RetrainSettings = field(default_factory=RetrainSettings)
+    sync: SyncSettings = field(default_factory=SyncSettings)
+    activelearning: ActiveLearningSettings = field(default_factory=ActiveLearningSettings)
+    demo: DemoSettings = field(default_factory=DemoSettings)
+
+
+KNOWN_SECTIONS = {"tasks", "fewshot_tasks", "datastore", "retrain", "sync", "activelearning", "demo"}
+
+
+def _demo(raw: dict[str, Any], where: str) -> DemoSettings:
+    types = []
+    for i, entry in enumerate(raw.get("fewshot") or []):
+        at = f"{where}.fewshot[{i}]"
+        if not isinstance(entry, dict):
+            raise ConfigError(f"{at}: expected a mapping with phantom, tumor_type, verdict, labelled")
+        types.append(DemoFewShotType(
+            phantom=str(require(entry, "phantom", at)),
+            tumor_type=str(require(entry, "tumor_type", at)),
+            verdict=str(require(entry, "verdict", at)),
+            labelled=number(entry, "labelled", 0, at, cast=int, low=1),
+        ))
+    return DemoSettings(
+        cases=number(raw, "cases", DemoSettings.cases, where, cast=int, low=0),
+        first_seed=number(raw, "first_seed", DemoSettings.first_seed, where, cast=int, low=0),
+        fewshot_first_seed=number(raw, "fewshot_first_seed", DemoSettings.fewshot_first_seed, where, cast=int, low=0),
+        fewshot=tuple(types),
+    )
+
+
+def parse_server_settings(data: dict[str, Any], where: str = "server.yaml") -> ServerSettings:
+    """Validate the mapping of ``server.yaml`` into :class:`ServerSettings`; unknown sections are an error."""
+    unknown = sorted(set(data) - KNOWN_SECTIONS)
+    if unknown:
+        raise ConfigError(f"{where}: unknown section(s) {unknown}; known: {sorted(KNOWN_SECTIONS)}")
+    tasks = tuple(str(t) for t in require(data, "tasks", where) or ())
+    if not tasks:
+        raise ConfigError(f"{where}: 'tasks' must list at least one task")
+    store = section(data, "datastore", where)
+    retrain = section(data, "retrain", where)
+    sync = section(data, "sync", where)
+    al = section(data, "activelearning", where)
+    defaults = DatastoreSettings()
+    return ServerSettings(
+        tasks=tasks,
+        datastore=DatastoreSettings(
+            modalities=tuple(str(m).upper() for m in store.get("modalities", defaults.modalities)),
+            list_cache_seconds=number(store, "list_cache_seconds", defaults.list_cache_seconds, f"{where}.datastore",
+                                      low=0),
+            timeout_seconds=number(store, "timeout_seconds", defaults.timeout_seconds, f"{where}.datastore",
+                                   low=0.1),
+        ),
+        fewshot_tasks=tuple(str(t) for t in data.get("fewshot_tasks") or ()),
+        retrain=RetrainSettings(
+            enabled=flag(retrain, "enabled", RetrainSettings.enabled, f"{where}.retrain"),
+            after_new_final_labels=number(retrain, "after_new_final_labels", RetrainSettings.after_new_final_labels,
+                                          f"{where}.retrain", cast=int, low=1),
+        ),
+        sync=SyncSettings(
+            model_poll_seconds=number(sync, "model_poll_seconds", SyncSettings.model_poll_seconds, f"{where}.sync",
+                                      low=0.05),
+        ),
+        activelearning=ActiveLearningSettings(
+            lease_minutes=number(al, "lease_minutes", ActiveLearningSettings.lease_minutes, f"{where}.activelearning",
+                                 low=0),
+            background_scoring=flag(al, "background_scoring", ActiveLearningSettings.background_scoring,
+                                    f"{where}.activelearning"),
+        ),
+        demo=_demo(section(data, "demo", where), f"{where}.demo"),
+    )
+
+
+def load_server_settings(directory: Path | None = None) -> ServerSettings:
+    """Load ``<directory>/server.yaml`` (default: :func:`config_dir`)."""
+    path = (directory or config_dir()) / "server.yaml"
+    return parse_server_settings(read_yaml(path), str(path))
