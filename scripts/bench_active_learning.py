@@ -50,7 +50,7 @@ from hope.phantoms import PhantomSpec, generate_neck_ct
 
 TASK = "bench"
 LABELS = {"vertebra": 1, "spinal_canal": 2, "tumor": 3}
-TUMOUR = LABELS["tumor"]
+TUMOR = LABELS["tumor"]
 STRATEGIES = ("random", "epistemic", "tta", "rare_first", "diverse")
 SPEC = PhantomSpec(shape=(24, 64, 64), spacing=(2.0, 2.0, 4.0), tumor_radius_mm=(5.0, 10.0))
 CROP = (slice(None), slice(20, 52), slice(16, 48))  # (z, y, x): 24 x 32 x 32 voxels around the spine
@@ -88,28 +88,28 @@ class Case:
     uid: str
     image: torch.Tensor
     label: torch.Tensor
-    tumour: bool
+    tumor: bool
     twin: str | None = None
 
 
-def make_case(seed: int, tumour_probability: float) -> Case:
+def make_case(seed: int, tumor_probability: float) -> Case:
     """A cropped phantom with labels merged to vertebra (C1-C7), spinal canal and tumour."""
     full_labels = load_task("spine_ct").labels
-    phantom = generate_neck_ct(seed, full_labels, dataclasses.replace(SPEC, tumor_probability=tumour_probability))
+    phantom = generate_neck_ct(seed, full_labels, dataclasses.replace(SPEC, tumor_probability=tumor_probability))
     merged = np.zeros_like(phantom.label, dtype=np.int64)
     merged[(phantom.label >= full_labels["C1"]) & (phantom.label <= full_labels["C7"])] = LABELS["vertebra"]
     merged[phantom.label == full_labels["spinal_canal"]] = LABELS["spinal_canal"]
-    merged[phantom.label == full_labels["tumor"]] = TUMOUR
+    merged[phantom.label == full_labels["tumor"]] = TUMOR
     image = np.clip((phantom.image.astype(np.float32) + 1000.0) / 2500.0, 0.0, 1.0)
     label = torch.from_numpy(merged[CROP].copy())
-    return Case(f"case-{seed}", torch.from_numpy(image[CROP].copy())[None], label, bool((label == TUMOUR).any()))
+    return Case(f"case-{seed}", torch.from_numpy(image[CROP].copy())[None], label, bool((label == TUMOR).any()))
 
 
 def duplicate_of(case: Case, rng: np.random.Generator, index: int) -> Case:
     """A near-duplicate: the same anatomy with fresh noise and a slight intensity shift."""
     noise = torch.from_numpy(rng.normal(0.0, 0.01, size=case.image.shape).astype(np.float32))
     image = (case.image * float(rng.uniform(0.97, 1.03)) + noise).clamp(0.0, 1.0)
-    return Case(f"{case.uid}-dup{index}", image, case.label.clone(), case.tumour, twin=case.uid)
+    return Case(f"{case.uid}-dup{index}", image, case.label.clone(), case.tumor, twin=case.uid)
 
 
 class SimulatedDatastore:
@@ -184,14 +184,14 @@ def train(
 def evaluate(net: torch.nn.Module, test: list[Case], device: torch.device) -> dict[str, float]:
     """Mean foreground Dice per case (labels present in reference or prediction), and tumour Dice on tumour cases."""
     net.eval()
-    means, tumour = [], []
+    means, tumor = [], []
     for case in test:
         pred = net(case.image[None].to(device)).argmax(dim=1)[0].cpu()
         per = dice_per_label(case.label, pred, LABELS.values())
         means.append(float(np.mean(list(per.values()))))
-        if case.tumour:
-            tumour.append(per.get(TUMOUR, 0.0))
-    return {"mean_dice": float(np.mean(means)), "tumour_dice": float(np.mean(tumour)) if tumour else float("nan")}
+        if case.tumor:
+            tumor.append(per.get(TUMOR, 0.0))
+    return {"mean_dice": float(np.mean(means)), "tumour_dice": float(np.mean(tumor)) if tumor else float("nan")}
 
 
 def score_pool(
@@ -213,7 +213,7 @@ def score_pool(
                 task=TASK,
                 series_uid=uid,
                 model_version=version,
-                tumour_channel=TUMOUR,
+                tumor_channel=TUMOR,
                 voxel_volume_ml=VOXEL_ML,
                 settings=settings,
             )
@@ -265,7 +265,7 @@ def campaign(
     net.load_state_dict(start)
     ds = SimulatedDatastore([c.uid for c in pool], set(initial))
     served = ServedVersion()
-    rounds = [{"labels": len(initial), **start_metrics, "tumour_cases_labelled": sum(cases[u].tumour for u in initial)}]
+    rounds = [{"labels": len(initial), **start_metrics, "tumour_cases_labelled": sum(cases[u].tumor for u in initial)}]
     picks_per_round, duplicate_pairs, redundant = [], 0, 0
     labelled_roots = {cases[u].twin or u for u in initial}
     began = time.perf_counter()
@@ -296,7 +296,7 @@ def campaign(
                 {
                     "labels": len(labelled),
                     **evaluate(net, test, device),
-                    "tumour_cases_labelled": sum(cases[u].tumour for u in labelled),
+                    "tumour_cases_labelled": sum(cases[u].tumor for u in labelled),
                 }
             )
     return {
@@ -444,12 +444,12 @@ def table(summary: dict[str, Any]) -> str:
     lines = [head, "-" * len(head)]
     for name, s in summary.items():
         gain, spread = s["aulc_gain_vs_random"]
-        tumours = s["tumour_cases_labelled"]["mean"][-1]
+        tumors = s["tumour_cases_labelled"]["mean"][-1]
         dups = statistics.fmean(s["duplicate_pairs_per_seed"])
         redundant = statistics.fmean(s["redundant_picks_per_seed"])
         lines.append(
             f"{name:>10} | {cells(s['mean_dice'])} | {gain:+.3f} ± {spread:.3f}     | "
-            f"{tumours:7.1f} | {dups:9.1f} | {redundant:9.1f}"
+            f"{tumors:7.1f} | {dups:9.1f} | {redundant:9.1f}"
         )
         lines.append(f"{'(tumour)':>10} | {cells(s['tumour_dice'])} |")
     return "\n".join(lines)

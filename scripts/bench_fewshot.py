@@ -12,7 +12,7 @@ its temperature fitted on held-aside base cases. Then, on held-out types, at eac
   macro one-vs-rest AUC, NLL and the nearest-type hit rate of the meta-learned grader, the untrained one, and a
   supervised grade classifier trained on base types and fine-tuned on the same support lesions.
 
-After the seeds, a real-data proxy (:mod:`hope.fewshot.real_proxy`, skipped when ``../shared/data`` is missing):
+After the seeds, a real-data proxy (:mod:`hope.benchmarks.real_proxy`, skipped when ``../shared/data`` is missing):
 seed 0's meta-learned and untrained segmenters on within-volume 1- and 5-shot slice episodes of real structures.
 
     .venv/bin/python scripts/bench_fewshot.py --quick --json fewshot.json --plot fewshot.png   # 2 CPU cores
@@ -36,31 +36,7 @@ import torch
 from sklearn.metrics import roc_auc_score
 from tqdm.auto import tqdm
 
-from hope.config import REPO_ROOT
-from hope.fewshot import (
-    BASE_TYPES,
-    GRADES,
-    HELDOUT_TYPES,
-    ConvEncoder,
-    LabelledCase,
-    LesionEmbedder,
-    LesionGrader,
-    PrototypeSegmenter,
-    SupportSet,
-    TrainConfig,
-    adapt,
-    calibrate_grader,
-    generate_cases,
-    generate_unlabelled,
-    group_by_type,
-    meta_train_grader,
-    meta_train_segmenter,
-    pretrain_ssl,
-    sample_grading_episode,
-    sample_segmentation_episode,
-    segment_adapted,
-)
-from hope.fewshot.baselines import (
+from hope.benchmarks.baselines import (
     GradeClassifier,
     finetune_grader,
     finetune_segmenter,
@@ -69,11 +45,27 @@ from hope.fewshot.baselines import (
     train_supervised_grader,
     train_supervised_segmenter,
 )
+from hope.benchmarks.real_proxy import evaluate_real, load_real_structures, unlabelled_windows
+from hope.config import REPO_ROOT
+from hope.fewshot.adapt import adapt, segment_adapted
 from hope.fewshot.config import load_fewshot_task
-from hope.fewshot.real_proxy import evaluate_real, load_real_structures, unlabelled_windows
+from hope.fewshot.encoder import ConvEncoder
+from hope.fewshot.episodes import (
+    GRADES,
+    LabelledCase,
+    SupportSet,
+    group_by_type,
+    sample_grading_episode,
+    sample_segmentation_episode,
+)
+from hope.fewshot.grading import LesionEmbedder, LesionGrader
+from hope.fewshot.meta_train import TrainConfig, calibrate_grader, meta_train_grader, meta_train_segmenter
+from hope.fewshot.prototypes import PrototypeSegmenter
+from hope.fewshot.ssl import pretrain_ssl
+from hope.phantoms.tumor_types import BASE_TYPES, HELDOUT_TYPES, generate_cases, generate_unlabelled
 
 NOTES = [
-    "Tumours are 2D phantoms (hope.fewshot.phantoms), a stand-in: no freely licensed spine scan with tumour labels "
+    "Tumours are 2D phantoms (hope.phantoms.tumor_types), a stand-in: no freely licensed spine scan with tumour labels "
     "exists (see shared/README.md), so these are not clinical numbers.",
     f"Held-out types ({', '.join(HELDOUT_TYPES)}) never appear in any training step, labelled or unlabelled; SSL "
     "uses unlabelled images of base types only.",
@@ -185,7 +177,7 @@ def evaluate_grading(
         for name, grader in graders.items():
             results = grader.fit(episode.support).predict(episode.query, top_types=1)
             probabilities[name].append(np.array([[r.probabilities[g] for g in GRADES] for r in results]))
-            type_hits[name] += [r.nearest_types[0][0] == c.tumour_type for r, c in zip(results, episode.query,
+            type_hits[name] += [r.nearest_types[0][0] == c.tumor_type for r, c in zip(results, episode.query,
                                                                                        strict=True)]
         if supervised is not None:
             tuned = finetune_grader(supervised, episode.support, finetune_steps, seed=index)

@@ -1,7 +1,7 @@
 """Pretrain the few-shot networks (tasks ``fewshot_tumor`` and ``tumor_grade``) on phantom base tumour types.
 
 Nothing is downloaded: the weights are generated here from the project's seeded phantom generator
-(:mod:`hope.fewshot.phantoms`). Only the base types (``BASE_TYPES``) are trained on, labelled or unlabelled, so
+(:mod:`hope.phantoms.tumor_types`). Only the base types (``BASE_TYPES``) are trained on, labelled or unlabelled, so
 the served model meets the held-out types (``HELDOUT_TYPES``) as new types, as it will meet a real rare tumour.
 
 * segmentation: self-supervised superpixel pretraining on unlabelled base-type images, then episodic
@@ -35,26 +35,20 @@ import torch
 from tqdm.auto import tqdm
 
 from hope.config import REPO_ROOT
-from hope.fewshot import (
-    BASE_TYPES,
+from hope.fewshot.checkpoint import build_embedder, build_segmenter, load_grader, load_segmenter, save_checkpoint
+from hope.fewshot.config import load_fewshot_task
+from hope.fewshot.episodes import (
     GRADES,
-    HELDOUT_TYPES,
     LabelledCase,
-    LesionGrader,
-    PrototypeSegmenter,
-    TrainConfig,
-    calibrate_grader,
-    generate_cases,
-    generate_unlabelled,
     group_by_type,
-    meta_train_grader,
-    meta_train_segmenter,
-    pretrain_ssl,
     sample_grading_episode,
     sample_segmentation_episode,
 )
-from hope.fewshot.checkpoint import build_embedder, build_segmenter, load_grader, load_segmenter, save_checkpoint
-from hope.fewshot.config import load_fewshot_task
+from hope.fewshot.grading import LesionGrader
+from hope.fewshot.meta_train import TrainConfig, calibrate_grader, meta_train_grader, meta_train_segmenter
+from hope.fewshot.prototypes import PrototypeSegmenter
+from hope.fewshot.ssl import pretrain_ssl
+from hope.phantoms.tumor_types import BASE_TYPES, HELDOUT_TYPES, generate_cases, generate_unlabelled
 
 SEGMENTATION_TASK = "fewshot_tumor"
 GRADING_TASK = "tumor_grade"
@@ -66,7 +60,7 @@ EVAL_PER_TYPE = 20  # held-out cases per type (a 5-shot grading episode needs 9 
 EVAL_EPISODES = 30
 GRADE_QUERIES = 4  # query lesions per grade in a grading episode
 THRESHOLD = 0.5
-NOTE = ("2D phantoms only (hope.fewshot.phantoms): no freely licensed spine scan with tumour labels exists, so "
+NOTE = ("2D phantoms only (hope.phantoms.tumor_types): no freely licensed spine scan with tumour labels exists, so "
         "these numbers say nothing about real scans or real tumours.")
 
 

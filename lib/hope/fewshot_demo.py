@@ -23,7 +23,7 @@ from tqdm import tqdm
 from hope.demo import store_volume
 from hope.dicom.series_writer import new_identity
 from hope.fewshot.config import SliceSpec
-from hope.fewshot.phantom_volumes import PhantomStack, phantom_stack
+from hope.phantoms.tumor_stacks import PhantomStack, phantom_stack
 
 
 @dataclass(frozen=True)

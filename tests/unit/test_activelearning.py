@@ -41,7 +41,7 @@ from hope.activelearning.uncertainty import (
     predictive_entropy,
     sample_variance,
     tta_probs,
-    tumour_likelihood,
+    tumor_likelihood,
     voxel_mean,
 )
 from hope.config import NetworkSpec, Preprocessing, load_task
@@ -133,7 +133,7 @@ def test_tta_ranks_by_variance(leases: LeaseBook, scores: ScoreStore) -> None:
     assert [ask(strategy, ds, c) for c in ("x", "y", "z")] == ["c", "a", "b"]
 
 
-def test_rare_first_weighs_tumour_likelihood_over_uncertainty(leases: LeaseBook, scores: ScoreStore) -> None:
+def test_rare_first_weighs_tumor_likelihood_over_uncertainty(leases: LeaseBook, scores: ScoreStore) -> None:
     put(scores, "tumour", tumour=0.9, epistemic=0.1)  # 0.7 * 0.9 + 0.3 * 0.0 = 0.63
     put(scores, "uncertain", tumour=0.1, epistemic=0.9)  # 0.07 + 0.3 * 1.0 = 0.37
     put(scores, "middle", tumour=0.5, epistemic=0.5)  # 0.35 + 0.3 * 0.5 = 0.50
@@ -348,12 +348,12 @@ def test_voxel_mean_over_all_or_the_top_fraction() -> None:
         voxel_mean(values, top_fraction=0.0)
 
 
-def test_tumour_likelihood_ignores_a_lone_voxel_but_sees_a_blob() -> None:
+def test_tumor_likelihood_ignores_a_lone_voxel_but_sees_a_blob() -> None:
     probs = torch.zeros(2, 9, 9, 9)
     probs[1, 2, 2, 2] = 1.0
-    lone = tumour_likelihood(probs, channel=1)
+    lone = tumor_likelihood(probs, channel=1)
     probs[1, 5:8, 5:8, 5:8] = 0.9
-    assert lone == pytest.approx(1 / 27) and tumour_likelihood(probs, channel=1) == pytest.approx(0.9)
+    assert lone == pytest.approx(1 / 27) and tumor_likelihood(probs, channel=1) == pytest.approx(0.9)
 
 
 def test_feature_vector_is_unit_length_and_equal_for_equal_scans() -> None:
@@ -438,7 +438,7 @@ def test_score_volume_fills_every_field() -> None:
         task=TASK,
         series_uid="a",
         model_version="v1",
-        tumour_channel=9,
+        tumor_channel=9,
         voxel_volume_ml=0.001,
         settings=ScoringSettings(mc_samples=3),
     )
@@ -467,7 +467,7 @@ def test_uncertainty_scoring_scores_unlabelled_unflagged_series_once_per_model(
         network,
         registry,
         scores,
-        tumour_channel=task.labels["tumor"],
+        tumor_channel=task.labels["tumor"],
         spacing_mm=task.preprocessing.spacing,
         settings=ScoringSettings(mc_samples=2),
     )

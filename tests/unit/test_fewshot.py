@@ -8,34 +8,21 @@ import numpy as np
 import pytest
 import torch
 
-from hope.fewshot import (
-    BASE_TYPES,
+from hope.fewshot.adapt import adapt, segment_adapted
+from hope.fewshot.encoder import ConvEncoder
+from hope.fewshot.episodes import (
     GRADES,
-    HELDOUT_TYPES,
-    TUMOUR_TYPES,
-    ConvEncoder,
     LabelledCase,
-    LesionEmbedder,
-    LesionGrader,
-    PrototypeSegmenter,
-    SuperpixelEpisodes,
-    adapt,
     build_support_set,
-    crop_lesion,
-    fit_temperature,
-    generate_cases,
     group_by_type,
-    local_prototypes,
-    masked_average_pooling,
-    render_case,
     sample_grading_episode,
     sample_segmentation_episode,
     sample_type_episode,
-    segment_adapted,
-    superpixels,
 )
-from hope.fewshot.prototypes import class_scores
-from hope.fewshot.ssl import augment
+from hope.fewshot.grading import LesionEmbedder, LesionGrader, crop_lesion, fit_temperature
+from hope.fewshot.prototypes import PrototypeSegmenter, class_scores, local_prototypes, masked_average_pooling
+from hope.fewshot.ssl import SuperpixelEpisodes, augment, superpixels
+from hope.phantoms.tumor_types import BASE_TYPES, HELDOUT_TYPES, TUMOR_TYPES, generate_cases, render_case
 
 SIZE = 32  # small phantoms keep the tests fast
 
@@ -43,7 +30,7 @@ SIZE = 32  # small phantoms keep the tests fast
 @pytest.fixture(scope="module")
 def cases_by_type() -> dict[str, list[LabelledCase]]:
     """Six 32x32 cases of every type."""
-    return group_by_type(generate_cases(list(TUMOUR_TYPES), 6, seed=0, size=SIZE))
+    return group_by_type(generate_cases(list(TUMOR_TYPES), 6, seed=0, size=SIZE))
 
 
 def _tiny_segmenter() -> PrototypeSegmenter:
@@ -55,20 +42,20 @@ def _tiny_segmenter() -> PrototypeSegmenter:
 
 
 def test_same_seed_same_case_and_seeds_differ() -> None:
-    kind = TUMOUR_TYPES["chordoma"]
+    kind = TUMOR_TYPES["chordoma"]
     a, b, c = render_case(kind, 3), render_case(kind, 3), render_case(kind, 4)
     np.testing.assert_array_equal(a.image, b.image)
     np.testing.assert_array_equal(a.mask, b.mask)
     assert not np.array_equal(a.image, c.image)
     assert a.image.dtype == np.float32 and a.mask.dtype == np.uint8 and a.image.shape == (64, 64)
-    assert a.tumour_type == "chordoma" and a.grade == "malignant" and a.mask.any()
+    assert a.tumor_type == "chordoma" and a.grade == "malignant" and a.mask.any()
 
 
 def test_split_is_disjoint_and_held_out_types_cover_every_grade() -> None:
     assert not set(BASE_TYPES) & set(HELDOUT_TYPES)
-    assert set(BASE_TYPES) | set(HELDOUT_TYPES) == set(TUMOUR_TYPES) and len(TUMOUR_TYPES) >= 8
+    assert set(BASE_TYPES) | set(HELDOUT_TYPES) == set(TUMOR_TYPES) and len(TUMOR_TYPES) >= 8
     for split in (BASE_TYPES, HELDOUT_TYPES):
-        assert {TUMOUR_TYPES[t].grade for t in split} == set(GRADES)
+        assert {TUMOR_TYPES[t].grade for t in split} == set(GRADES)
 
 
 def _lesion_stats(name: str, n: int = 12) -> tuple[float, float, float]:
@@ -84,9 +71,9 @@ def _lesion_stats(name: str, n: int = 12) -> tuple[float, float, float]:
 
 
 def test_types_differ_in_location_and_shape_not_just_intensity() -> None:
-    stats = {name: _lesion_stats(name) for name in TUMOUR_TYPES}
+    stats = {name: _lesion_stats(name) for name in TUMOR_TYPES}
     # grade is not a function of intensity: both benign and malignant types include bright and dark lesions
-    by_grade = {g: [stats[t][0] for t in TUMOUR_TYPES if TUMOUR_TYPES[t].grade == g] for g in GRADES}
+    by_grade = {g: [stats[t][0] for t in TUMOR_TYPES if TUMOR_TYPES[t].grade == g] for g in GRADES}
     assert max(by_grade["benign"]) > min(by_grade["malignant"]) + 0.2
     assert max(by_grade["malignant"]) > min(by_grade["benign"]) + 0.2
     # location: posterior-element lesions lie behind (higher rows than) vertebral-body lesions
@@ -103,7 +90,7 @@ def test_segmentation_episode_sizes_and_disjoint(cases_by_type: dict[str, list[L
     episode = sample_segmentation_episode(cases_by_type, shots, 2, np.random.default_rng(0))
     assert episode.support.images.shape == (shots, 1, SIZE, SIZE) and episode.support.masks.shape[0] == shots
     assert episode.query.images.shape == (2, 1, SIZE, SIZE)
-    assert set(episode.support.tumour_types) == {episode.tumour_type}
+    assert set(episode.support.tumor_types) == {episode.tumor_type}
     flat = torch.cat([episode.support.images, episode.query.images]).flatten(1)
     assert len({tuple(row.tolist()) for row in flat}) == shots + 2  # no case is both support and query
 
@@ -111,10 +98,10 @@ def test_segmentation_episode_sizes_and_disjoint(cases_by_type: dict[str, list[L
 def test_base_episodes_never_contain_held_out_types(cases_by_type: dict[str, list[LabelledCase]]) -> None:
     base_only = {t: cases_by_type[t] for t in BASE_TYPES}
     rng = np.random.default_rng(1)
-    seen = {sample_segmentation_episode(base_only, 1, 1, rng).tumour_type for _ in range(60)}
-    seen |= {sample_segmentation_episode(cases_by_type, 1, 1, rng, types=BASE_TYPES).tumour_type for _ in range(60)}
+    seen = {sample_segmentation_episode(base_only, 1, 1, rng).tumor_type for _ in range(60)}
+    seen |= {sample_segmentation_episode(cases_by_type, 1, 1, rng, types=BASE_TYPES).tumor_type for _ in range(60)}
     grading = [sample_grading_episode(base_only, 2, 1, rng) for _ in range(10)]
-    seen |= {c.tumour_type for e in grading for c in (*e.support, *e.query)}
+    seen |= {c.tumor_type for e in grading for c in (*e.support, *e.query)}
     assert seen <= set(BASE_TYPES) and not seen & set(HELDOUT_TYPES)
 
 
@@ -126,14 +113,14 @@ def test_grading_and_type_episodes(cases_by_type: dict[str, list[LabelledCase]])
     assert sorted(episode.targets(episode.support)) == [0, 0, 1, 1, 2, 2]
     typed = sample_type_episode(cases_by_type, 4, 1, 2, rng)
     assert len(typed.classes) == 4 and len(typed.support) == 4 and len(typed.query) == 8
-    assert {c.tumour_type for c in typed.query} == set(typed.classes)
+    assert {c.tumor_type for c in typed.query} == set(typed.classes)
     with pytest.raises(ValueError, match="needs 7"):
         sample_segmentation_episode(cases_by_type, 5, 2, rng)
 
 
 def test_support_set_rejects_empty_masks(cases_by_type: dict[str, list[LabelledCase]]) -> None:
     case = cases_by_type["enostosis"][0]
-    empty = LabelledCase(case.image, np.zeros_like(case.mask), case.tumour_type, case.grade)
+    empty = LabelledCase(case.image, np.zeros_like(case.mask), case.tumor_type, case.grade)
     with pytest.raises(ValueError, match="non-empty"):
         build_support_set([case, empty])
 

@@ -8,10 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from hope.fewshot import real_proxy
-from hope.fewshot.checkpoint import build_segmenter
-from hope.fewshot.config import load_fewshot_task
-from hope.fewshot.real_proxy import (
+from hope.benchmarks import real_proxy
+from hope.benchmarks.real_proxy import (
     MIN_GAP,
     StructureSlices,
     build_episode,
@@ -21,6 +19,8 @@ from hope.fewshot.real_proxy import (
     real_cases,
     sample_episodes,
 )
+from hope.fewshot.checkpoint import build_segmenter
+from hope.fewshot.config import load_fewshot_task
 
 SPEC = load_fewshot_task("fewshot_tumor").slices
 

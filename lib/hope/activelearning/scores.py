@@ -25,7 +25,7 @@ class SeriesScores:
 
     * ``epistemic``: mean voxel entropy of the mean of MC-dropout samples (nats);
     * ``tta``: mean voxel variance of the softmax under test-time flips, summed over classes;
-    * ``tumour``: tumour likelihood in ``[0, 1]`` (:func:`~hope.activelearning.uncertainty.tumour_likelihood`);
+    * ``tumour``: tumour likelihood in ``[0, 1]`` (:func:`~hope.activelearning.uncertainty.tumor_likelihood`);
     * ``tumour_volume_ml``: expected tumour volume (sum of tumour probabilities times the voxel volume);
     * ``features``: diversity descriptor (:func:`~hope.activelearning.uncertainty.feature_vector`);
     * ``dice`` / ``dice_per_label``: agreement of the final label with the suggestion this version made.

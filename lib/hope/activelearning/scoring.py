@@ -37,7 +37,7 @@ from hope.activelearning.uncertainty import (
     predictive_entropy,
     sample_variance,
     tta_probs,
-    tumour_likelihood,
+    tumor_likelihood,
     voxel_mean,
 )
 
@@ -47,8 +47,9 @@ logger = logging.getLogger(__name__)
 DEFAULT_FLIPS: tuple[tuple[int, ...], ...] = ((), (2,), (3,), (4,))
 
 
-class ServedModel(Protocol):
-    """What scoring needs from a task's model registry (:class:`hope.models.registry.ModelRegistry`)."""
+class ServedWeights(Protocol):
+    """Where a task's served weights are and which version they are: what scoring needs from the task's model
+    registry (:class:`hope.models.registry.ModelRegistry`)."""
 
     served_path: Path
 
@@ -66,7 +67,7 @@ class ScoringSettings:
     mc_samples: int = 4
     flips: tuple[tuple[int, ...], ...] = DEFAULT_FLIPS
     top_fraction: float | None = None
-    tumour_kernel: int = 3
+    tumor_kernel: int = 3
 
 
 def score_volume(
@@ -76,7 +77,7 @@ def score_volume(
     task: str,
     series_uid: str,
     model_version: str,
-    tumour_channel: int | None,
+    tumor_channel: int | None,
     voxel_volume_ml: float,
     settings: ScoringSettings = ScoringSettings(),
     predictor: Predictor | None = None,
@@ -89,18 +90,18 @@ def score_volume(
     mc = mc_dropout_probs(network, image, settings.mc_samples, **kwargs)
     tta = tta_probs(network, image, settings.flips, **kwargs)
     mean = tta.mean(dim=0)
-    tumour = tumour_volume = None
-    if tumour_channel is not None:
-        tumour = tumour_likelihood(mean, tumour_channel, settings.tumour_kernel)
-        tumour_volume = float(mean[tumour_channel].sum()) * voxel_volume_ml
+    tumor = tumor_volume = None
+    if tumor_channel is not None:
+        tumor = tumor_likelihood(mean, tumor_channel, settings.tumor_kernel)
+        tumor_volume = float(mean[tumor_channel].sum()) * voxel_volume_ml
     return SeriesScores(
         task=task,
         series_uid=series_uid,
         model_version=model_version,
         epistemic=voxel_mean(predictive_entropy(mc), settings.top_fraction),
         tta=voxel_mean(sample_variance(tta), settings.top_fraction),
-        tumour=tumour,
-        tumour_volume_ml=tumour_volume,
+        tumour=tumor,
+        tumour_volume_ml=tumor_volume,
         features=feature_vector(image[0, 0], mean).tolist(),
     )
 
@@ -135,10 +136,10 @@ class UncertaintyScoring(ScoringMethod):
         task: str,
         infer: BasicInferTask,
         network: nn.Module,
-        model: ServedModel,
+        model: ServedWeights,
         scores: ScoreStore,
         *,
-        tumour_channel: int | None,
+        tumor_channel: int | None,
         spacing_mm: tuple[float, float, float],
         settings: ScoringSettings = ScoringSettings(),
         eligible: Callable[[str], bool] | None = None,
@@ -149,7 +150,7 @@ class UncertaintyScoring(ScoringMethod):
         self.network = network
         self.model = model
         self.scores = scores
-        self.tumour_channel = tumour_channel
+        self.tumor_channel = tumor_channel
         self.voxel_volume_ml = float(np.prod(spacing_mm)) / 1000.0
         self.settings = settings
         self.eligible = eligible
@@ -193,7 +194,7 @@ class UncertaintyScoring(ScoringMethod):
                         task=self.task,
                         series_uid=uid,
                         model_version=version,
-                        tumour_channel=self.tumour_channel,
+                        tumor_channel=self.tumor_channel,
                         voxel_volume_ml=self.voxel_volume_ml,
                         settings=self.settings,
                         predictor=predictor,

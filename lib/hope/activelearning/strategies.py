@@ -195,7 +195,7 @@ class TTA(ScoredStrategy):
 class RareFirst(ScoredStrategy):
     """Likely tumours first, so rare tumours reach annotators early; uncertainty orders the rest.
 
-    value = ``tumour_weight`` x tumour likelihood + (1 - ``tumour_weight``) x uncertainty scaled to ``[0, 1]`` by its
+    value = ``tumor_weight`` x tumour likelihood + (1 - ``tumor_weight``) x uncertainty scaled to ``[0, 1]`` by its
     range over every series the same model scored, so values do not shift as series are handed out
     (``uncertainty`` names the score: ``epistemic`` or ``tta``).
     """
@@ -209,15 +209,15 @@ class RareFirst(ScoredStrategy):
         scores: ScoreStore,
         tasks: Sequence[str],
         version_of: VersionOf,
-        tumour_weight: float = 0.7,
+        tumor_weight: float = 0.7,
         uncertainty: str = "epistemic",
         seed: int | None = None,
         eligible: Eligible | None = None,
     ) -> None:
-        if not 0.0 <= tumour_weight <= 1.0 or uncertainty not in ("epistemic", "tta"):
-            raise ValueError("tumour_weight must lie in [0, 1] and uncertainty be 'epistemic' or 'tta'")
+        if not 0.0 <= tumor_weight <= 1.0 or uncertainty not in ("epistemic", "tta"):
+            raise ValueError("tumor_weight must lie in [0, 1] and uncertainty be 'epistemic' or 'tta'")
         super().__init__(leases, scores, tasks, version_of, seed, eligible)
-        self.tumour_weight = tumour_weight
+        self.tumor_weight = tumor_weight
         self.uncertainty = uncertainty
         self.fields = ("tumour", uncertainty)
 
@@ -225,7 +225,7 @@ class RareFirst(ScoredStrategy):
         """Weighted tumour likelihood plus uncertainty scaled by its range over every series of the version."""
         reference = [float(getattr(s, self.uncertainty)) for s in version_rows.values()]
         unc = _minmax({uid: float(getattr(s, self.uncertainty)) for uid, s in table.items()}, reference)
-        w = self.tumour_weight
+        w = self.tumor_weight
         return {uid: w * float(s.tumour) + (1 - w) * unc[uid] for uid, s in table.items()}
 
 

@@ -114,14 +114,14 @@ def tta_probs(
         network.train(was_training)
 
 
-def tumour_likelihood(probs: torch.Tensor, channel: int, kernel: int = 3) -> float:
+def tumor_likelihood(probs: torch.Tensor, channel: int, kernel: int = 3) -> float:
     """How likely a tumour is present: the largest tumour probability after a ``kernel``-wide box average.
 
     ``probs`` is ``(C, *spatial)``. Averaging first means a single noisy voxel does not count as a tumour.
     """
-    tumour = probs[channel][None, None].float()
-    pool = {1: F.avg_pool1d, 2: F.avg_pool2d, 3: F.avg_pool3d}[tumour.dim() - 2]
-    return float(pool(tumour, kernel, stride=1, padding=kernel // 2, count_include_pad=False).max())
+    tumor = probs[channel][None, None].float()
+    pool = {1: F.avg_pool1d, 2: F.avg_pool2d, 3: F.avg_pool3d}[tumor.dim() - 2]
+    return float(pool(tumor, kernel, stride=1, padding=kernel // 2, count_include_pad=False).max())
 
 
 def feature_vector(image: torch.Tensor, probs: torch.Tensor, bins: int = 16, grid: int = 4) -> torch.Tensor:

@@ -23,7 +23,7 @@ class LabelledCase:
 
     image: np.ndarray
     mask: np.ndarray
-    tumour_type: str
+    tumor_type: str
     grade: str | None = None
 
 
@@ -33,7 +33,7 @@ class SupportSet:
 
     images: torch.Tensor
     masks: torch.Tensor
-    tumour_types: tuple[str, ...]
+    tumor_types: tuple[str, ...]
     grades: tuple[str | None, ...]
 
     def __len__(self) -> int:
@@ -41,14 +41,14 @@ class SupportSet:
 
     def to(self, device: torch.device | str) -> SupportSet:
         """The same set with its tensors on ``device``."""
-        return SupportSet(self.images.to(device), self.masks.to(device), self.tumour_types, self.grades)
+        return SupportSet(self.images.to(device), self.masks.to(device), self.tumor_types, self.grades)
 
 
 @dataclass(frozen=True)
 class SegmentationEpisode:
     """A 1-way k-shot episode: support and query cases of one tumour type (disjoint)."""
 
-    tumour_type: str
+    tumor_type: str
     support: SupportSet
     query: SupportSet
 
@@ -56,12 +56,12 @@ class SegmentationEpisode:
 @dataclass(frozen=True)
 class ClassificationEpisode:
     """An N-way k-shot lesion episode: support and query cases, the class names, and the case attribute
-    (``"grade"`` or ``"tumour_type"``) that is the class."""
+    (``"grade"`` or ``"tumor_type"``) that is the class."""
 
     support: tuple[LabelledCase, ...]
     query: tuple[LabelledCase, ...]
     classes: tuple[str, ...]
-    label: Literal["grade", "tumour_type"]
+    label: Literal["grade", "tumor_type"]
 
     def targets(self, cases: Sequence[LabelledCase]) -> list[int]:
         """Class index of each case."""
@@ -72,7 +72,7 @@ def group_by_type(cases: Sequence[LabelledCase]) -> dict[str, list[LabelledCase]
     """Cases grouped by tumour type, in input order."""
     groups: dict[str, list[LabelledCase]] = defaultdict(list)
     for case in cases:
-        groups[case.tumour_type].append(case)
+        groups[case.tumor_type].append(case)
     return dict(groups)
 
 
@@ -87,7 +87,7 @@ def build_support_set(cases: Sequence[LabelledCase]) -> SupportSet:
         raise ValueError("every support case needs a non-empty lesion mask")
     images = torch.from_numpy(np.stack([c.image for c in cases]).astype(np.float32))[:, None]
     masks = torch.from_numpy(np.stack([c.mask > 0 for c in cases]).astype(np.float32))[:, None]
-    return SupportSet(images, masks, tuple(c.tumour_type for c in cases), tuple(c.grade for c in cases))
+    return SupportSet(images, masks, tuple(c.tumor_type for c in cases), tuple(c.grade for c in cases))
 
 
 def sample_segmentation_episode(
@@ -99,9 +99,9 @@ def sample_segmentation_episode(
 ) -> SegmentationEpisode:
     """Pick a type from ``types`` (default: all), then ``shots`` support and ``n_query`` other query cases of it."""
     names = sorted(types if types is not None else cases_by_type)
-    tumour_type = names[int(rng.integers(len(names)))]
-    support, query = _draw(cases_by_type[tumour_type], shots, n_query, rng, f"type {tumour_type!r}")
-    return SegmentationEpisode(tumour_type, build_support_set(support), build_support_set(query))
+    tumor_type = names[int(rng.integers(len(names)))]
+    support, query = _draw(cases_by_type[tumor_type], shots, n_query, rng, f"type {tumor_type!r}")
+    return SegmentationEpisode(tumor_type, build_support_set(support), build_support_set(query))
 
 
 def _draw(pool: Sequence[LabelledCase], shots: int, n_query: int, rng: np.random.Generator, name: str
@@ -153,4 +153,4 @@ def sample_type_episode(
         s, q = _draw(cases_by_type[name], shots, n_query, rng, f"type {name!r}")
         support += s
         query += q
-    return ClassificationEpisode(tuple(support), tuple(query), tuple(types), "tumour_type")
+    return ClassificationEpisode(tuple(support), tuple(query), tuple(types), "tumor_type")

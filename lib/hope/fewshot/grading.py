@@ -32,7 +32,7 @@ def crop_lesion(case: LabelledCase, size: int = CROP_SIZE) -> LabelledCase:
     pad = size
     image = np.pad(case.image, pad, mode="edge")[top + pad : top + pad + size, left + pad : left + pad + size]
     mask = np.pad(case.mask, pad)[top + pad : top + pad + size, left + pad : left + pad + size]
-    return LabelledCase(image.astype(np.float32), (mask > 0).astype(np.float32), case.tumour_type, case.grade)
+    return LabelledCase(image.astype(np.float32), (mask > 0).astype(np.float32), case.tumor_type, case.grade)
 
 
 def stack_crops(crops: Sequence[LabelledCase]) -> torch.Tensor:
@@ -129,8 +129,8 @@ class LesionGrader:
         """Build grade and type prototypes from support lesions, each with a grade and a type; returns ``self``."""
         embeddings = self.embed(support)
         self.grade_prototypes = class_prototypes(embeddings, [c.grade for c in support], self.grades)
-        self.types = tuple(sorted({c.tumour_type for c in support}))
-        self.type_prototypes = class_prototypes(embeddings, [c.tumour_type for c in support], self.types)
+        self.types = tuple(sorted({c.tumor_type for c in support}))
+        self.type_prototypes = class_prototypes(embeddings, [c.tumor_type for c in support], self.types)
         return self
 
     def probabilities(self, cases: Sequence[LabelledCase]) -> np.ndarray:

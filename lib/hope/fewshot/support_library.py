@@ -47,14 +47,14 @@ class SupportCase:
     series_uid: str
     study_uid: str
     label_uid: str
-    tumour_type: str
+    tumor_type: str
     verdict: str
     slices: tuple[LabelledCase, ...]
 
     def summary(self) -> dict[str, str]:
         """What a response says about the case."""
         return {"study_uid": self.study_uid, "series_uid": self.series_uid, "label_uid": self.label_uid,
-                "tumor_type": self.tumour_type, "verdict": self.verdict}
+                "tumor_type": self.tumor_type, "verdict": self.verdict}
 
 
 class SupportLibrary:
@@ -81,14 +81,14 @@ class SupportLibrary:
         self._lock = threading.Lock()
         self.skipped: dict[str, str] = {}
 
-    def lesion_cases(self, image: sitk.Image, lesion: sitk.Image, tumour_type: str, grade: str | None
+    def lesion_cases(self, image: sitk.Image, lesion: sitk.Image, tumor_type: str, grade: str | None
                      ) -> tuple[LabelledCase, ...]:
         """The lesion slices of ``image`` under the binary ``lesion`` mask (on its grid), as :class:`LabelledCase`
         (empty when the mask is)."""
         stack = to_slices(image, self.spec)
         mask = mask_on_slices(lesion, stack)
         pairs = lesion_slices(stack.pixels, mask, self.spec.support_slices_per_case, self.spec.support_window)
-        return tuple(LabelledCase(img, msk, tumour_type, grade) for img, msk in pairs)
+        return tuple(LabelledCase(img, msk, tumor_type, grade) for img, msk in pairs)
 
     def cases(self, exclude_series: str | None = None) -> list[SupportCase]:
         """Every support case now in the store, except the series ``exclude_series`` (the query itself)."""

@@ -19,7 +19,7 @@ from hope.errors import InvalidInputError
 Model = TypeVar("Model")
 
 
-class ServedModel(Generic[Model]):
+class ReloadingModel(Generic[Model]):
     """The model in ``path``, loaded with ``load(path)`` and loaded again whenever the file changes
     (a new version published or pinned by :class:`~hope.models.registry.ModelRegistry`)."""
 

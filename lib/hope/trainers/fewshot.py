@@ -27,6 +27,7 @@ import SimpleITK as sitk
 from monailabel.interfaces.datastore import Datastore
 from monailabel.interfaces.tasks.train import TrainTask
 
+from hope import fileio
 from hope.fewshot.checkpoint import load_segmenter, save_checkpoint
 from hope.fewshot.config import FewShotDefinition
 from hope.fewshot.episodes import LabelledCase
@@ -35,7 +36,6 @@ from hope.fewshot.ssl import pretrain_ssl
 from hope.fewshot.support_library import SupportLibrary
 from hope.fewshot.volumes import to_slices
 from hope.models.registry import ModelRegistry
-from hope.trainers.publish import atomic_write_json
 
 logger = logging.getLogger(__name__)
 
@@ -92,7 +92,7 @@ class FewShotTrainer(TrainTask):
             if (step + 1) % 10 == 0 or step + 1 == record["steps"]:
                 record["history"].append({"epoch": len(record["history"]) + 1, "loss": record["loss"],
                                           "phase": record["phase"]})
-            atomic_write_json(record, self.stats_path)
+            fileio.write_json(self.stats_path, record, default=str)
 
         return report
 
@@ -108,8 +108,8 @@ class FewShotTrainer(TrainTask):
         by_type: dict[str, list[LabelledCase]] = defaultdict(list)
         counts: dict[str, int] = defaultdict(int)
         for case in cases:
-            by_type[case.tumour_type].extend(case.slices)
-            counts[case.tumour_type] += 1
+            by_type[case.tumor_type].extend(case.slices)
+            counts[case.tumor_type] += 1
         meta_types = {t: by_type[t] for t, n in counts.items() if n >= 2}
         segmenter = load_segmenter(self.registry.served_path, self.definition)
         record: dict[str, Any] = {"task": self.definition.name, "status": "RUNNING", "history": [],
@@ -142,6 +142,6 @@ class FewShotTrainer(TrainTask):
                                         metrics=metrics, training_data=[c.label_uid for c in cases],
                                         params=params, note="refreshed on the store (SSL + meta-training)")
         record.update(status="COMPLETED", version=version.version, seconds=round(time.time() - start, 1), **metrics)
-        atomic_write_json(record, self.stats_path)
+        fileio.write_json(self.stats_path, record, default=str)
         logger.info(f"{self.definition.name}: published {version.version} ({metrics})")
         return record

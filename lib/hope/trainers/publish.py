@@ -2,43 +2,18 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import math
-import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from monai.engines.workflow import Engine, Events
 from monailabel.tasks.train.handler import prepare_stats
 
+from hope import fileio
 from hope.models.registry import ModelRegistry
 
 logger = logging.getLogger(__name__)
-
-
-def atomic_copy(src: Path, dest: Path) -> None:
-    """Copy ``src`` to ``dest`` so that readers of ``dest`` see the old file or the new one, never a partial one."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        shutil.copyfile(src, tmp)
-        os.replace(tmp, dest)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_json(data: Any, dest: Path) -> None:
-    """Write ``data`` as JSON to ``dest`` atomically."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        json.dump(data, f, indent=2, default=str)
-    os.replace(tmp, dest)
 
 
 class DivergenceError(RuntimeError):
@@ -118,7 +93,7 @@ class ProgressAndPublish:
         self.history.append({"epoch": self.trainer.state.epoch, "loss": loss, **metrics})
         stats = prepare_stats(self.start_ts, self.trainer, self.evaluator)
         stats["history"] = self.history
-        atomic_write_json(stats, self.stats_path)
+        fileio.write_json(self.stats_path, stats, default=str)
         dice = ", ".join(f"{k.replace('_mean_dice', '')}={v:.3f}" for k, v in metrics.items())
         logger.info(f"epoch {self.trainer.state.epoch}/{self.trainer.state.max_epochs} loss={loss:.4f} {dice}")
 

@@ -1,4 +1,4 @@
-"""Short CT stacks through a phantom tumour (:mod:`hope.fewshot.phantoms`), to store in Orthanc as series.
+"""Short CT stacks through a phantom tumour (:mod:`hope.phantoms.tumor_types`), to store in Orthanc as series.
 
 A 2D phantom case is repeated over a few axial slices with fresh noise on each, and its ``[0, 1]`` intensities
 are mapped back to HU through the task's window, so the few-shot tasks see the same slice they were trained on.
@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from hope.fewshot.config import SliceSpec
-from hope.fewshot.phantoms import TUMOUR_TYPES, render_case
+from hope.phantoms.tumor_types import TUMOR_TYPES, render_case
 
 
 @dataclass(frozen=True)
@@ -22,20 +22,20 @@ class PhantomStack:
     hu: np.ndarray
     mask: np.ndarray
     spacing: tuple[float, float, float]
-    tumour_type: str
+    tumor_type: str
     grade: str
 
 
-def phantom_stack(tumour_type: str, seed: int, spec: SliceSpec, slices: int = 6, slice_mm: float = 2.0,
+def phantom_stack(tumor_type: str, seed: int, spec: SliceSpec, slices: int = 6, slice_mm: float = 2.0,
                   size: int = 64) -> PhantomStack:
-    """``slices`` axial slices through one seeded phantom case of ``tumour_type`` (a key of ``TUMOUR_TYPES``)."""
-    if tumour_type not in TUMOUR_TYPES:
-        raise ValueError(f"unknown phantom tumour type {tumour_type!r}; known: {', '.join(TUMOUR_TYPES)}")
-    case = render_case(TUMOUR_TYPES[tumour_type], seed, size)
+    """``slices`` axial slices through one seeded phantom case of ``tumor_type`` (a key of ``TUMOR_TYPES``)."""
+    if tumor_type not in TUMOR_TYPES:
+        raise ValueError(f"unknown phantom tumour type {tumor_type!r}; known: {', '.join(TUMOR_TYPES)}")
+    case = render_case(TUMOR_TYPES[tumor_type], seed, size)
     rng = np.random.default_rng([seed, slices])
     unit = case.image[None] + 0.01 * rng.standard_normal((slices, size, size))
     lo, hi = spec.intensity_range
     hu = np.round(lo + np.clip(unit, 0.0, 1.0) * (hi - lo)).astype(np.int16)
     mask = np.repeat(case.mask[None], slices, axis=0).astype(np.uint8)
     spacing = (spec.pixel_spacing_mm, spec.pixel_spacing_mm, slice_mm)
-    return PhantomStack(hu, mask, spacing, tumour_type, str(case.grade))
+    return PhantomStack(hu, mask, spacing, tumor_type, str(case.grade))

@@ -42,7 +42,7 @@ _EDGE_SIGMA = {"sclerotic_rim": 0.5, "sharp": 0.5, "thin_rim": 0.7, "ill_defined
 
 
 @dataclass(frozen=True)
-class TumourType:
+class TumorType:
     """A phantom tumour type: where it grows, what it looks like, and its grade.
 
     ``intensity`` is the range the lesion matrix is drawn from (uniformly, per case), ``radius`` the range of its
@@ -77,9 +77,9 @@ _TYPES = (
     ("plasmacytoma", "malignant", "body", "expansile", "struts", "ill_defined", (0.25, 0.4), (7.0, 9.5), 0.4),
     ("chordoma", "malignant", "body_posterior", "lobulated", "bubbly", "ill_defined", (0.35, 0.5), (6.0, 8.5), 0.9),
 )
-TUMOUR_TYPES: dict[str, TumourType] = {row[0]: TumourType(*row) for row in _TYPES}
-BASE_TYPES = tuple(list(TUMOUR_TYPES)[:8])
-HELDOUT_TYPES = tuple(list(TUMOUR_TYPES)[8:])
+TUMOR_TYPES: dict[str, TumorType] = {row[0]: TumorType(*row) for row in _TYPES}
+BASE_TYPES = tuple(list(TUMOR_TYPES)[:8])
+HELDOUT_TYPES = tuple(list(TUMOR_TYPES)[8:])
 
 
 @dataclass(frozen=True)
@@ -235,16 +235,16 @@ def _texture(rng: np.random.Generator, texture: Texture, region: np.ndarray, bas
     return values
 
 
-def render_case(tumour_type: TumourType, seed: int, size: int = 64) -> LabelledCase:
-    """Draw one case of ``tumour_type``: image (``float32``) and lesion mask (``uint8``), seeded and deterministic."""
-    rng = np.random.default_rng([seed, list(TUMOUR_TYPES).index(tumour_type.name), size])
+def render_case(tumor_type: TumorType, seed: int, size: int = 64) -> LabelledCase:
+    """Draw one case of ``tumor_type``: image (``float32``) and lesion mask (``uint8``), seeded and deterministic."""
+    rng = np.random.default_rng([seed, list(TUMOR_TYPES).index(tumor_type.name), size])
     s = size / 64.0
     anatomy = _anatomy(rng, size)
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float64)
-    centre = _site_centre(rng, anatomy, tumour_type.site, s)
-    radius = rng.uniform(*tumour_type.radius) * s
-    region = _shape(rng, tumour_type.shape, yy, xx, centre, radius, anatomy)
-    if rng.random() < tumour_type.soft_tissue:  # extra-osseous soft-tissue component, beyond the cortex
+    centre = _site_centre(rng, anatomy, tumor_type.site, s)
+    radius = rng.uniform(*tumor_type.radius) * s
+    region = _shape(rng, tumor_type.shape, yy, xx, centre, radius, anatomy)
+    if rng.random() < tumor_type.soft_tissue:  # extra-osseous soft-tissue component, beyond the cortex
         outward = centre - anatomy.canal_centre
         outward = outward / (np.linalg.norm(outward) + 1e-8)
         lump_centre = centre + outward * radius * rng.uniform(0.7, 1.0) + rng.uniform(-2, 2, 2) * s
@@ -254,17 +254,17 @@ def render_case(tumour_type: TumourType, seed: int, size: int = 64) -> LabelledC
     if region.sum() < 4:  # a degenerate draw (lesion clipped away): fall back to a small disc at the centre
         region = np.hypot(yy - centre[0], xx - centre[1]) <= 2.5 * s
 
-    base = rng.uniform(*tumour_type.intensity)
-    values = _texture(rng, tumour_type.texture, region, base, radius, yy, xx, centre)
+    base = rng.uniform(*tumor_type.intensity)
+    values = _texture(rng, tumor_type.texture, region, base, radius, yy, xx, centre)
     image = anatomy.image.copy()
     label = region.copy()
-    if tumour_type.margin in _RIM:
-        rim_value, rim_width = _RIM[tumour_type.margin]
+    if tumor_type.margin in _RIM:
+        rim_value, rim_width = _RIM[tumor_type.margin]
         rim = ndimage.binary_dilation(region, iterations=max(1, round(rim_width * s))) & ~region & ~anatomy.canal
         image[rim] = rim_value + 0.03 * rng.standard_normal(int(rim.sum()))
         label |= rim
-    weight = ndimage.gaussian_filter(region.astype(np.float64), _EDGE_SIGMA[tumour_type.margin] * s)
-    if tumour_type.margin == "ill_defined":  # permeative edge: a ragged transition zone
+    weight = ndimage.gaussian_filter(region.astype(np.float64), _EDGE_SIGMA[tumor_type.margin] * s)
+    if tumor_type.margin == "ill_defined":  # permeative edge: a ragged transition zone
         weight *= np.clip(1.0 + 0.5 * _smooth_noise(rng, region.shape, 0.8), 0.0, 1.5)
         weight = np.clip(weight, 0.0, 1.0)
     image = image * (1 - weight) + values * weight
@@ -275,17 +275,17 @@ def render_case(tumour_type: TumourType, seed: int, size: int = 64) -> LabelledC
     return LabelledCase(
         image=image.astype(np.float32),
         mask=label.astype(np.uint8),
-        tumour_type=tumour_type.name,
-        grade=tumour_type.grade,
+        tumor_type=tumor_type.name,
+        grade=tumor_type.grade,
     )
 
 
 def generate_cases(types: Sequence[str], n_per_type: int, seed: int = 0, size: int = 64) -> list[LabelledCase]:
     """``n_per_type`` cases of each named type; case ``i`` of a type uses seed ``seed * 100003 + i``."""
-    return [render_case(TUMOUR_TYPES[name], seed * 100_003 + i, size) for name in types for i in range(n_per_type)]
+    return [render_case(TUMOR_TYPES[name], seed * 100_003 + i, size) for name in types for i in range(n_per_type)]
 
 
 def generate_unlabelled(n: int, types: Sequence[str] = BASE_TYPES, seed: int = 0, size: int = 64) -> np.ndarray:
     """``(n, size, size)`` unlabelled images for self-supervision: cases of ``types`` cycled, labels dropped."""
-    cases = [render_case(TUMOUR_TYPES[types[i % len(types)]], 7_000_003 + seed * 100_003 + i, size) for i in range(n)]
+    cases = [render_case(TUMOR_TYPES[types[i % len(types)]], 7_000_003 + seed * 100_003 + i, size) for i in range(n)]
     return np.stack([c.image for c in cases])

@@ -1,0 +1,6 @@
+"""Benchmark and research code, used by ``scripts/bench_*.py`` and the tests, never by the server.
+
+* :mod:`~hope.benchmarks.real_proxy`: a real-data proxy for few-shot segmentation (within-volume slice episodes
+  on the scans of the shared data folder);
+* :mod:`~hope.benchmarks.baselines`: supervised baselines the few-shot networks are compared with.
+"""
