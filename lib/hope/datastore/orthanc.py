@@ -35,6 +35,7 @@ from monailabel.datastore.utils.convert import binary_to_image
 from monailabel.interfaces.datastore import DefaultLabelTag
 from pydicom.dataset import Dataset
 
+from hope import fileio
 from hope.config import DatastoreSettings
 from hope.dicom.seg import label_to_seg, seg_referenced_series_uid, seg_to_label
 from hope.dicom.volume import grid_mismatch, label_like, read_datasets, read_series, write_volume
@@ -141,10 +142,7 @@ class OrthancDatastore(LocalDatastore):
     def flag(self, series_uid: str, reasons: list[str]) -> None:
         """Keep an invalid series out of the annotation pool, with its reasons (nothing is deleted)."""
         self.flagged[series_uid] = list(reasons)
-        self._flags_path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self._flags_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.flagged, indent=1))
-        tmp.replace(self._flags_path)
+        fileio.write_json(self._flags_path, self.flagged, indent=1)
         self.invalidate()
 
     def _referenced_series(self, seg: SeriesRecord) -> str | None:

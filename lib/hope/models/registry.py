@@ -6,14 +6,13 @@ Layout under ``<model_dir>/<task>/versions/``::
     v0001/meta.json     when, who, metrics (Dice per label), training data (SEG UIDs), parameters
     serving.json        {"pinned": "v0003"} or {"pinned": null} (the best version serves)
 
-The served file ``<model_dir>/<task>.pt`` is only ever replaced by ``os.replace``; MONAI Label's infer task reloads
-it when its modification time changes, so switching versions needs no restart.
+The served file ``<model_dir>/<task>.pt`` is only ever replaced atomically (:mod:`hope.fileio`); MONAI Label's infer
+task reloads it when its modification time changes, so switching versions needs no restart.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import tempfile
@@ -23,6 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from hope import fileio
 from hope.errors import InvalidInputError, NotFoundError
 
 _VERSION = re.compile(r"^v(\d{4,})$")
@@ -137,9 +137,7 @@ class ModelRegistry:
     def _write_serving(self, pinned: str | None) -> None:
         if pinned is not None and not (self.root / pinned / "model.pt").exists():
             raise InvalidInputError(f"cannot pin {pinned}: its weights are missing")
-        tmp = self.root / ".serving.json.tmp"
-        tmp.write_text(json.dumps({"pinned": pinned}))
-        os.replace(tmp, self.root / "serving.json")
+        fileio.write_json(self.root / "serving.json", {"pinned": pinned}, indent=None)
 
     def apply(self) -> None:
         """Make the served file hold the serving version's weights (atomic; no-op when already so)."""
@@ -151,11 +149,8 @@ class ModelRegistry:
             marker = self.root / "served_version"
             if self.served_path.exists() and marker.exists() and marker.read_text() == chosen.version:
                 return
-            fd, tmp = tempfile.mkstemp(dir=self.served_path.parent, prefix=f".{self.served_path.name}.")
-            os.close(fd)
-            shutil.copyfile(source, tmp)
-            os.replace(tmp, self.served_path)
-            marker.write_text(chosen.version)
+            fileio.copy(source, self.served_path)
+            fileio.write_text(marker, chosen.version)
 
     def served_version(self) -> str | None:
         """The version whose weights are in the served file."""

@@ -44,9 +44,9 @@ def build_router(service: SyncService) -> APIRouter:
     def get_state() -> dict[str, Any]:
         return service.state()
 
-    @router.put("/retrain", summary="Switch automatic retraining on or off")
+    @router.put("/retrain", summary="Switch automatic retraining on or off (kept across restarts)")
     def put_retrain(switch: RetrainSwitch) -> dict[str, Any]:
-        service.retrain.enabled = switch.enabled
+        service.retrain.set_enabled(switch.enabled)
         return service.retrain.state()
 
     return router

@@ -50,12 +50,17 @@ class SyncService:
         self._watcher = threading.Thread(target=self._watch_models, name="hope-model-watch", daemon=True)
 
     def start(self) -> None:
-        """Start watching for newly published models (a daemon thread, ending with the server)."""
+        """Recompute suggestions made by a model that stopped serving while HOPE was down, then start watching for
+        newly published models (a daemon thread, ending with the server)."""
+        stale = self.suggestions.refresh_stale()
+        if stale:
+            logger.info(f"recomputing {stale} suggestions kept from before the restart: their model no longer serves")
         self._watcher.start()
 
     def version(self, task: str) -> str | None:
-        """The served model version of ``task`` (e.g. ``v0003``)."""
-        return self._versions(task)
+        """The served model version of ``task`` (e.g. ``v0003``); ``None`` for a task this server does not serve
+        (a suggestion kept from before a restart may name one)."""
+        return self._versions(task) if task in self.tasks else None
 
     def _watch_models(self) -> None:
         seen = {task: self.version(task) for task in self.tasks}

@@ -3,10 +3,16 @@
 A suggestion is the output of one task's model on one series, kept as a file and tied to the version of the model
 that made it. When a new model is published, suggestions of the old version stop being served and are computed
 again in the background.
+
+The index of ready suggestions is kept in ``<folder>/index.json`` (written atomically after each new suggestion), so
+they are served again after a restart. The suggestion files are ``<folder>/<task>/<series_uid>.<version><suffixes>``;
+the index, not the file name, says which task, series and version a file holds. At start, files the index does not
+list (older versions of the same series, files left by an interrupted write) are deleted.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 import tempfile
@@ -15,6 +21,8 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+
+from hope import fileio
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +54,38 @@ class SuggestionCache:
         self._lock = threading.Lock()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hope-suggest")
         folder.mkdir(parents=True, exist_ok=True)
+        self._index_path = folder / "index.json"
+        self._load()
+
+    def _load(self) -> None:
+        """Read the index, drop entries whose file is gone, and delete every file the index does not list."""
+        entries = json.loads(self._index_path.read_text())["suggestions"] if self._index_path.exists() else []
+        for entry in entries:
+            path = self.folder / entry["file"]
+            if path.is_file():
+                self._ready[(entry["task"], entry["series_uid"])] = Suggestion(
+                    entry["task"], entry["series_uid"], entry["model_version"], path
+                )
+        kept = {s.path for s in self._ready.values()} | {self._index_path}
+        orphans = [p for p in self.folder.rglob("*") if p.is_file() and p not in kept]
+        for path in orphans:
+            path.unlink()
+        if orphans:
+            logger.info(f"deleted {len(orphans)} suggestion files no longer indexed in {self.folder}")
+        logger.info(f"{len(self._ready)} suggestions loaded from {self._index_path}")
+
+    def _save_index(self) -> None:
+        """Write the index of ready suggestions (the caller holds the lock)."""
+        entries = [
+            {
+                "task": s.task,
+                "series_uid": s.series_uid,
+                "model_version": s.model_version,
+                "file": s.path.relative_to(self.folder).as_posix(),
+            }
+            for s in self._ready.values()
+        ]
+        fileio.write_json(self._index_path, {"suggestions": entries}, indent=1)
 
     def request(self, task: str, series_uid: str) -> None:
         """Queue the computation of a suggestion for the current model, unless it is ready or queued."""
@@ -63,12 +103,12 @@ class SuggestionCache:
         try:
             produced = Path(self._infer(task, series_uid))
             dest = self.folder / task / f"{series_uid}.{version}{''.join(produced.suffixes)}"
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            shutil.move(str(produced), dest)
+            fileio.move(produced, dest)
             with self._lock:
                 old = self._ready.get((task, series_uid))
                 self._ready[(task, series_uid)] = Suggestion(task, series_uid, version, dest)
                 self._failed.pop((task, series_uid), None)
+                self._save_index()
             if old and old.path != dest:
                 old.path.unlink(missing_ok=True)
             logger.info(f"suggestion ready: {task} on {series_uid} (model {version})")
@@ -97,9 +137,13 @@ class SuggestionCache:
         return Path(tmp)
 
     def refresh_stale(self) -> int:
-        """Queue recomputation of every suggestion whose model version is no longer current; return how many."""
+        """Queue recomputation of every suggestion whose task's model now serves another version; return how many.
+
+        This covers the suggestions loaded at start as well as those made since.
+        """
         with self._lock:
-            stale = [(s.task, s.series_uid) for s in self._ready.values() if s.model_version != self._version(s.task)]
+            ready = list(self._ready.values())
+        stale = [(s.task, s.series_uid) for s in ready if self._version(s.task) not in {None, s.model_version}]
         for task, uid in stale:
             self.request(task, uid)
         return len(stale)

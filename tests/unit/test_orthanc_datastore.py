@@ -1,0 +1,334 @@
+"""HOPE's datastore on a DICOMweb store, against a fake DICOMweb client (no Orthanc).
+
+The fake answers the four calls the datastore makes (QIDO-RS series search, series metadata, WADO-RS series,
+STOW-RS) from lists the test fills, and counts the searches so that caching can be checked.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import requests
+import SimpleITK as sitk
+from monailabel.interfaces.datastore import DefaultLabelTag
+from pydicom.dataset import Dataset
+
+from hope.config import DatastoreSettings
+from hope.datastore.orthanc import OrthancDatastore
+from hope.dicom.series_writer import new_identity, volume_to_datasets
+from hope.errors import InvalidInputError, NotFoundError, StoreError
+
+LABELS = {"C1": 1, "C2": 2}
+STUDY = "1.2.826.0.1.3680043.8.498.1"
+
+
+def qido(uid: str, modality: str, date: str = "20240101", time_: str = "120000", study: str = STUDY) -> dict:
+    """One QIDO-RS series result, as the store sends it."""
+    ds = Dataset()
+    ds.SeriesInstanceUID = uid
+    ds.StudyInstanceUID = study
+    ds.Modality = modality
+    ds.SeriesDate = date
+    ds.SeriesTime = time_
+    return ds.to_json_dict()
+
+
+def seg_metadata(*referenced: str) -> list[dict]:
+    """Series metadata of a SEG whose ReferencedSeriesSequence names ``referenced``."""
+    ds = Dataset()
+    ds.SOPInstanceUID = "1.2.3.4.5"
+    items = []
+    for uid in referenced:
+        item = Dataset()
+        item.SeriesInstanceUID = uid
+        items.append(item)
+    ds.ReferencedSeriesSequence = items
+    return [ds.to_json_dict()]
+
+
+class FakeDicomWeb:
+    """The DICOMweb calls :class:`OrthancDatastore` makes, answered from memory."""
+
+    base_url = "http://store.test/dicom-web"
+
+    def __init__(self) -> None:
+        self.series: list[dict] = []
+        self.metadata: dict[str, list[dict]] = {}
+        self.instances: dict[str, list[Dataset]] = {}
+        self.stored: list[Dataset] = []
+        self.searches = 0
+        self.metadata_reads = 0
+        self.down = False
+        self.store_error: Exception | None = None
+        self.store_response: Any = None
+
+    def search_for_series(
+        self, fields: list[str] | None = None, get_remaining: bool = False, search_filters: dict | None = None
+    ) -> list[dict]:
+        self.searches += 1
+        if self.down:
+            raise requests.ConnectionError("connection refused")
+        wanted = (search_filters or {}).get("SeriesInstanceUID")
+        return [dict(s) for s in self.series if wanted is None or s["0020000E"]["Value"][0] == wanted]
+
+    def retrieve_series_metadata(self, study_instance_uid: str, series_instance_uid: str) -> list[dict]:
+        self.metadata_reads += 1
+        return self.metadata[series_instance_uid]
+
+    def retrieve_series(
+        self, study_instance_uid: str, series_instance_uid: str, media_types: tuple | None = None
+    ) -> list[Dataset]:
+        return list(self.instances[series_instance_uid])
+
+    def store_instances(self, datasets: list[Dataset]) -> Any:
+        if self.store_error is not None:
+            raise self.store_error
+        self.stored.extend(datasets)
+        return self.store_response if self.store_response is not None else Dataset()
+
+
+class Factory:
+    """A ``client_factory`` that hands out one fake and counts how often it was asked."""
+
+    def __init__(self, client: FakeDicomWeb) -> None:
+        self.client = client
+        self.calls = 0
+
+    def __call__(self) -> FakeDicomWeb:
+        self.calls += 1
+        return self.client
+
+
+@pytest.fixture
+def store() -> FakeDicomWeb:
+    return FakeDicomWeb()
+
+
+def _datastore(store: FakeDicomWeb, cache: Path, **settings: Any) -> OrthancDatastore:
+    return OrthancDatastore(Factory(store), DatastoreSettings(**settings), LABELS, cache)  # type: ignore[arg-type]
+
+
+def _wait_for(predicate: Callable[[], Any], what: str, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.01)
+
+
+# ----------------------------------------------------------------------------------------------------- listing
+def test_every_configured_image_modality_is_listed_and_nothing_else(store: FakeDicomWeb, tmp_path: Path) -> None:
+    store.series = [qido(f"1.1.{i}", m) for i, m in enumerate(["CT", "MR", "CR", "DX", "SEG", "SR", "OT", "ct"])]
+    store.metadata["1.1.4"] = seg_metadata("1.1.0")
+    datastore = _datastore(store, tmp_path / "cache")
+    assert datastore.list_images() == ["1.1.0", "1.1.1", "1.1.2", "1.1.3", "1.1.7"]  # "ct" is CT
+    assert datastore.get_unlabeled_images() == ["1.1.1", "1.1.2", "1.1.3", "1.1.7"]
+    assert datastore.get_labeled_images() == ["1.1.0"]
+    assert datastore.modality("1.1.4") == "SEG"
+    assert datastore.modality("9.9") is None
+    assert set(datastore.json()["objects"]) == {"1.1.0", "1.1.1", "1.1.2", "1.1.3", "1.1.7"}
+
+    ct_only = _datastore(store, tmp_path / "cache2", modalities=("CT",))
+    assert ct_only.list_images() == ["1.1.0", "1.1.7"]
+
+
+def test_listings_are_cached_until_invalidated(store: FakeDicomWeb, tmp_path: Path) -> None:
+    store.series = [qido("1.1.1", "CT")]
+    datastore = _datastore(store, tmp_path, list_cache_seconds=600)
+    assert datastore.list_images() == ["1.1.1"]
+    store.series.append(qido("1.1.2", "CT"))
+    assert datastore.list_images() == ["1.1.1"]
+    assert store.searches == 1
+    datastore.invalidate()
+    assert datastore.list_images() == ["1.1.1", "1.1.2"]
+    assert store.searches == 2
+
+
+def test_a_cached_listing_expires(store: FakeDicomWeb, tmp_path: Path) -> None:
+    store.series = [qido("1.1.1", "CT")]
+    datastore = _datastore(store, tmp_path, list_cache_seconds=0.05)
+    assert datastore.list_images() == ["1.1.1"]
+    store.series.append(qido("1.1.2", "CT"))
+    _wait_for(lambda: datastore.list_images() == ["1.1.1", "1.1.2"], "the listing to expire")
+    assert store.searches >= 2
+
+
+def test_each_thread_gets_its_own_client(store: FakeDicomWeb, tmp_path: Path) -> None:
+    factory = Factory(store)
+    datastore = OrthancDatastore(factory, DatastoreSettings(), LABELS, tmp_path)  # type: ignore[arg-type]
+    assert datastore.name() == store.base_url
+    datastore.name()
+    assert factory.calls == 1
+    other = threading.Thread(target=datastore.name)
+    other.start()
+    other.join()
+    assert factory.calls == 2
+
+
+def test_a_store_that_is_down_is_a_store_error(store: FakeDicomWeb, tmp_path: Path) -> None:
+    store.down = True
+    datastore = _datastore(store, tmp_path)
+    with pytest.raises(StoreError, match="cannot list series in the DICOM store http://store.test/dicom-web"):
+        datastore.list_images()
+
+
+def test_an_unknown_series_is_not_found_and_a_seg_is_not_an_image(store: FakeDicomWeb, tmp_path: Path) -> None:
+    store.series = [qido("1.1.1", "CT"), qido("1.1.9", "SEG")]
+    datastore = _datastore(store, tmp_path)
+    with pytest.raises(NotFoundError, match="series 7.7.7 is not in the DICOM store"):
+        datastore.get_image_uri("7.7.7")
+    with pytest.raises(InvalidInputError, match="modality SEG"):
+        datastore.get_image_uri("1.1.9")
+
+
+# ------------------------------------------------------------------------------------------------------- flags
+def test_a_flagged_series_leaves_the_pool_and_the_flag_survives_a_restart(
+    store: FakeDicomWeb, tmp_path: Path
+) -> None:
+    store.series = [qido("1.1.1", "CT"), qido("1.1.2", "CT")]
+    datastore = _datastore(store, tmp_path, list_cache_seconds=600)
+    assert datastore.list_images() == ["1.1.1", "1.1.2"]
+    datastore.flag("1.1.2", ["only 2 slices"])
+    assert datastore.list_images() == ["1.1.1"]
+    assert store.searches == 2  # flagging dropped the cached listing
+    assert json.loads((tmp_path / "flagged.json").read_text()) == {"1.1.2": ["only 2 slices"]}
+    assert sorted(p.name for p in tmp_path.iterdir() if "flagged" in p.name) == ["flagged.json"]
+
+    restarted = _datastore(store, tmp_path)
+    assert restarted.flagged == {"1.1.2": ["only 2 slices"]}
+    assert restarted.list_images() == ["1.1.1"]
+
+
+# ------------------------------------------------------------------------------------------------ final labels
+def test_the_newest_seg_of_a_series_is_its_final_label(store: FakeDicomWeb, tmp_path: Path) -> None:
+    store.series = [
+        qido("1.1.1", "CT"),
+        qido("1.1.2", "CT"),
+        qido("2.1", "SEG", date="20240101", time_="090000"),
+        qido("2.2", "SEG", date="20240102", time_="080000"),
+        qido("2.3", "SEG", date="20240101", time_="100000"),
+        qido("2.4", "SEG"),  # references two series: unusable
+        qido("2.5", "SEG"),  # references a series that is not in the pool
+    ]
+    store.metadata = {
+        "2.1": seg_metadata("1.1.1"),
+        "2.2": seg_metadata("1.1.1"),
+        "2.3": seg_metadata("1.1.1"),
+        "2.4": seg_metadata("1.1.1", "1.1.2"),
+        "2.5": seg_metadata("5.5.5"),
+    }
+    datastore = _datastore(store, tmp_path, list_cache_seconds=600)
+    finals = datastore.final_labels()
+    assert {uid: seg.uid for uid, seg in finals.items()} == {"1.1.1": "2.2"}
+    assert set(datastore.skipped_labels) == {"2.4"}
+    assert "references 2 series" in datastore.skipped_labels["2.4"]
+    status = datastore.status()
+    assert (status["total"], status["completed"]) == (2, 1)
+    assert datastore.json()["objects"]["1.1.1"]["labels"] == {"final": {"info": {"seg_series_uid": "2.2"}}}
+
+    reads = store.metadata_reads
+    datastore.final_labels()
+    assert store.metadata_reads == reads + 1  # only the unusable SEG is read again; resolved ones are kept
+
+
+def test_a_final_label_of_a_flagged_series_does_not_count(store: FakeDicomWeb, tmp_path: Path) -> None:
+    store.series = [qido("1.1.1", "CT"), qido("2.1", "SEG")]
+    store.metadata = {"2.1": seg_metadata("1.1.1")}
+    datastore = _datastore(store, tmp_path)
+    assert list(datastore.final_labels()) == ["1.1.1"]
+    datastore.flag("1.1.1", ["duplicate positions"])
+    assert datastore.final_labels() == {}
+    assert datastore.get_labeled_images() == []
+
+
+# ----------------------------------------------------------------------------------------- images and storing
+@pytest.fixture
+def ct(store: FakeDicomWeb) -> Dataset:
+    """A small CT series in the fake store; returns its first slice."""
+    volume = np.full((4, 12, 10), -500, dtype=np.int16)
+    datasets = volume_to_datasets(volume, (1.0, 1.0, 2.0), new_identity("UNIT-1"))
+    uid = str(datasets[0].SeriesInstanceUID)
+    store.series.append(qido(uid, "CT", study=str(datasets[0].StudyInstanceUID)))
+    store.instances[uid] = datasets
+    return datasets[0]
+
+
+def _label_file(datastore: OrthancDatastore, uid: str, path: Path, value: int = 2) -> Path:
+    image = sitk.ReadImage(datastore.get_image_uri(uid))
+    array = np.zeros(sitk.GetArrayFromImage(image).shape, dtype=np.uint8)
+    array[1:3, 3:8, 2:6] = value
+    label = sitk.GetImageFromArray(array)
+    label.CopyInformation(image)
+    sitk.WriteImage(label, str(path))
+    return path
+
+
+def test_an_image_is_fetched_and_converted_once(store: FakeDicomWeb, tmp_path: Path, ct: Dataset) -> None:
+    uid = str(ct.SeriesInstanceUID)
+    datastore = _datastore(store, tmp_path / "cache")
+    uri = Path(datastore.get_image_uri(uid))
+    assert uri.name == f"{uid}.nii.gz"
+    assert sitk.ReadImage(str(uri)).GetSize() == (10, 12, 4)
+    store.instances.clear()  # a second call must not fetch again
+    assert datastore.get_image_uri(uid) == str(uri)
+
+
+def test_a_final_label_is_stored_as_seg_before_it_is_cached(
+    store: FakeDicomWeb, tmp_path: Path, ct: Dataset
+) -> None:
+    uid = str(ct.SeriesInstanceUID)
+    datastore = _datastore(store, tmp_path / "cache", list_cache_seconds=600)
+    label = _label_file(datastore, uid, tmp_path / "label.nii.gz")
+    searches = store.searches
+    datastore.save_label(uid, str(label), DefaultLabelTag.FINAL, {"user": "Doe^Jane"})
+    assert [ds.Modality for ds in store.stored] == ["SEG"]
+    seg = store.stored[0]
+    info = datastore.get_label_info(uid, DefaultLabelTag.FINAL)
+    assert info["seg_series_uid"] == str(seg.SeriesInstanceUID)
+    assert info["user"] == "Doe^Jane"
+    assert list((tmp_path / "cache").rglob(f"labels/**/{uid}*"))  # cached locally too
+    datastore.list_images()
+    assert store.searches == searches + 1  # storing dropped the cached listing
+
+
+@pytest.mark.parametrize(
+    ("error", "response"),
+    [
+        (requests.HTTPError("409 Client Error: Conflict"), None),
+        (None, {"FailedSOPSequence": [{"ReferencedSOPInstanceUID": "1.2"}]}),
+    ],
+    ids=["http-error", "failed-sop"],
+)
+def test_a_refused_seg_is_a_store_error_and_nothing_is_cached(
+    store: FakeDicomWeb, tmp_path: Path, ct: Dataset, error: Exception | None, response: Any
+) -> None:
+    uid = str(ct.SeriesInstanceUID)
+    datastore = _datastore(store, tmp_path / "cache")
+    label = _label_file(datastore, uid, tmp_path / "label.nii.gz")
+    store.store_error, store.store_response = error, response
+    with pytest.raises(StoreError, match=f"the DICOM store refused the SEG for series {uid}"):
+        datastore.save_label(uid, str(label), DefaultLabelTag.FINAL, {})
+    assert datastore.get_labels_by_image_id(uid) == {}
+    assert list((tmp_path / "cache").rglob(f"labels/**/{uid}*")) == []
+
+
+def test_a_label_off_the_grid_or_with_unknown_values_is_refused_before_the_store(
+    store: FakeDicomWeb, tmp_path: Path, ct: Dataset
+) -> None:
+    uid = str(ct.SeriesInstanceUID)
+    datastore = _datastore(store, tmp_path / "cache")
+    unknown = _label_file(datastore, uid, tmp_path / "unknown.nii.gz", value=7)
+    with pytest.raises(InvalidInputError, match=r"label values \[7\] are not defined"):
+        datastore.save_label(uid, str(unknown), DefaultLabelTag.FINAL, {})
+    off_grid = sitk.Image(5, 5, 5, sitk.sitkUInt8)
+    sitk.WriteImage(off_grid, str(tmp_path / "off.nii.gz"))
+    with pytest.raises(InvalidInputError, match="does not lie on the grid"):
+        datastore.save_label(uid, str(tmp_path / "off.nii.gz"), DefaultLabelTag.FINAL, {})
+    assert store.stored == []
