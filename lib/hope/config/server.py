@@ -19,6 +19,15 @@ class DatastoreSettings:
 
 
 @dataclass(frozen=True)
+class HttpSettings:
+    """Who may talk to the server over HTTP: Host names it answers to, origins allowed cross-origin, upload size."""
+
+    allowed_hosts: tuple[str, ...] = ("127.0.0.1", "localhost")
+    cors_origins: tuple[str, ...] = ()  # empty: same origin only
+    max_upload_mb: float = 512.0
+
+
+@dataclass(frozen=True)
 class RetrainSettings:
     """Automatic retraining: on, and after how many new final labels of a task."""
 
@@ -72,9 +81,29 @@ class ServerSettings:
     sync: SyncSettings = field(default_factory=SyncSettings)
     activelearning: ActiveLearningSettings = field(default_factory=ActiveLearningSettings)
     demo: DemoSettings = field(default_factory=DemoSettings)
+    http: HttpSettings = field(default_factory=HttpSettings)
 
 
-KNOWN_SECTIONS = {"tasks", "fewshot_tasks", "datastore", "retrain", "sync", "activelearning", "demo"}
+KNOWN_SECTIONS = {"tasks", "fewshot_tasks", "datastore", "retrain", "sync", "activelearning", "demo", "http"}
+
+
+def _strings(raw: dict[str, Any], key: str, default: tuple[str, ...], where: str) -> tuple[str, ...]:
+    value = raw.get(key, list(default))
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise ConfigError(f"{where}.{key}: expected a list of non-empty strings, got {value!r}")
+    return tuple(value)
+
+
+def _http(raw: dict[str, Any], where: str) -> HttpSettings:
+    d = HttpSettings()
+    origins = _strings(raw, "cors_origins", d.cors_origins, where)
+    if "*" in origins:
+        raise ConfigError(f"{where}.cors_origins: '*' would let any web page drive HOPE; list the origins instead")
+    return HttpSettings(
+        allowed_hosts=_strings(raw, "allowed_hosts", d.allowed_hosts, where),
+        cors_origins=origins,
+        max_upload_mb=number(raw, "max_upload_mb", d.max_upload_mb, where, low=1),
+    )
 
 
 def _demo(raw: dict[str, Any], where: str) -> DemoSettings:
@@ -136,6 +165,7 @@ def parse_server_settings(data: dict[str, Any], where: str = "server.yaml") -> S
                                     f"{where}.activelearning"),
         ),
         demo=_demo(section(data, "demo", where), f"{where}.demo"),
+        http=_http(section(data, "http", where), f"{where}.http"),
     )
 
 

@@ -39,12 +39,12 @@ class OrthancGateway:
         self.dicomweb_url = dicomweb_url.rstrip("/")
         self.rest_url = orthanc_rest_url(dicomweb_url)
         self.timeout = timeout
-        self._auth = (username, password) if username and password else None
+        self.auth = (username, password) if username and password else None
         self._local = threading.local()
 
     def new_dicomweb_client(self) -> DICOMwebClient:
         """A new DICOMweb client (for a caller that keeps one per thread itself)."""
-        return make_client(self.dicomweb_url, self.timeout, *(self._auth or ("", "")))
+        return make_client(self.dicomweb_url, self.timeout, *(self.auth or ("", "")))
 
     def dicomweb(self) -> DICOMwebClient:
         """This thread's DICOMweb client."""
@@ -61,7 +61,7 @@ class OrthancGateway:
         session = getattr(self._local, "rest", None)
         if session is None:
             session = self._local.rest = TimeoutSession(self.timeout)
-            session.auth = self._auth
+            session.auth = self.auth
         try:
             return session.request(method, f"{self.rest_url}{path}", **kwargs)
         except requests.RequestException as exc:

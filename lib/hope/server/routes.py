@@ -7,6 +7,7 @@ checks bounds and records who started it, and its ``GET /ohif/app-config.js`` re
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -14,10 +15,15 @@ from fastapi import APIRouter, FastAPI
 
 from hope.api.admin import build_router as admin_router
 from hope.api.cases import build_router as cases_router
+from hope.api.datastore import build_router as datastore_router
+from hope.api.dicomweb_proxy import build_router as proxy_router
 from hope.api.ohif import ohif_router
 from hope.server.collaborators import Collaborators
 from hope.server.errors import install_error_handlers
+from hope.server.guard import install_guards, restrict_routes
 from hope.sync.routes import build_router as sync_router
+
+logger = logging.getLogger(__name__)
 
 
 def _in_front(app: FastAPI, router: APIRouter) -> None:
@@ -27,21 +33,27 @@ def _in_front(app: FastAPI, router: APIRouter) -> None:
 
 
 def mount_routes(app: FastAPI, collab: Collaborators, published_config: Callable[[str], Mapping[str, Any]]) -> None:
-    """Mount HOPE's routes on MONAI Label's running ``app`` and answer HOPE's errors.
+    """Keep only the allowed MONAI Label routes, mount HOPE's in front, guard every request, answer HOPE's errors.
 
     Args:
         app: MONAI Label's FastAPI app (already started: its middleware stack is rebuilt here).
         collab: the server's collaborators.
         published_config: a trainer's configuration as ``/info/`` publishes it, by task name.
     """
+    removed = restrict_routes(app)
+    logger.info(f"removed {len(removed)} MONAI Label routes HOPE does not serve: {', '.join(removed)}")
     trained = {**collab.tasks, **collab.trained_fewshot}
     registries = {name: task.registry for name, task in {**collab.tasks, **collab.fewshot}.items()}
     _in_front(app, admin_router({name: task.definition for name, task in trained.items()}, registries,
                                 published_config))
     _in_front(app, ohif_router())
+    _in_front(app, datastore_router())
+    if collab.gateway is not None:
+        _in_front(app, proxy_router(collab.gateway))
     if collab.sync is not None:
         app.include_router(sync_router(collab.sync))
     if collab.case_repository is not None:
         app.include_router(cases_router(collab.case_repository()))
     install_error_handlers(app)
+    install_guards(app, collab.settings.http)
     app.middleware_stack = None  # built at the first request; rebuilt then with the handlers above
