@@ -18,10 +18,10 @@ from hope.api.cases import build_router as cases_router
 from hope.api.datastore import build_router as datastore_router
 from hope.api.dicomweb_proxy import build_router as proxy_router
 from hope.api.ohif import ohif_router
+from hope.api.sync import build_router as sync_router
 from hope.server.collaborators import Collaborators
 from hope.server.errors import install_error_handlers
 from hope.server.guard import install_guards, restrict_routes
-from hope.sync.routes import build_router as sync_router
 
 logger = logging.getLogger(__name__)
 
