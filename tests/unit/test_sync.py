@@ -18,10 +18,10 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
+from hope.api.sync import build_router
 from hope.config import TaskDefinition, load_task
 from hope.sync.eventlog import EventLog
 from hope.sync.retrain import RetrainTrigger
-from hope.sync.routes import build_router
 from hope.sync.service import SyncService
 from hope.sync.suggestions import Suggestion, SuggestionCache
 
