@@ -97,6 +97,7 @@ class HopeApp(MONAILabelApp):
         model = request.get("model")
         if model not in self._infers:
             raise NotFoundError(f"no model named {model!r}; this server serves: {', '.join(sorted(self._infers))}")
+        self.hope.check_servable(str(model), request.get("image"))
         sync, task = self.hope.sync, self.hope.tasks.get(str(model))
         if sync is not None and task is not None:
             ready = precomputed_result(sync.suggestions, task.name, task.definition.labels, request)

@@ -40,6 +40,7 @@ from hope.datastore.attachments import SeriesAttachments
 from hope.datastore.gateway import OrthancGateway
 from hope.datastore.orthanc import OrthancDatastore
 from hope.datastore.results import ResultStore
+from hope.errors import InvalidInputError
 from hope.fewshot.config import FewShotDefinition, load_fewshot_task
 from hope.fewshot.support_library import LabelledSeries, SupportLibrary
 from hope.infers.scribbles import StructureScribblesInfer
@@ -102,6 +103,36 @@ class Collaborators:
         """Ask the background scoring worker for a run (nothing when background scoring is off)."""
         if self.scoring_worker is not None:
             self.scoring_worker.trigger()
+
+    def modalities_of(self) -> dict[str, tuple[str, ...]]:
+        """The modalities each served model annotates (a scribbles model: those of its task)."""
+        found: dict[str, tuple[str, ...]] = {}
+        for name, task in self.tasks.items():
+            found[name] = found[f"{name}_scribbles"] = task.definition.modalities
+        for name, fewshot in self.fewshot.items():
+            found[name] = fewshot.definition.modalities
+        return found
+
+    def check_servable(self, model: str, image: object) -> None:
+        """Refuse (422) inference on a series the store flagged invalid, or of a modality ``model`` does not annotate.
+
+        Without this, a flagged series failed with a 500 deep in inference, and ``spine_ct`` answered an MR series
+        with the CT model's output.
+        """
+        store = self.orthanc
+        if store is None or not isinstance(image, str):
+            return
+        reasons = store.flagged.get(image)
+        if reasons:
+            raise InvalidInputError(f"series {image} was flagged invalid when it arrived: {'; '.join(reasons)}; "
+                                    "send a corrected series")
+        modalities = self.modalities_of()
+        wanted, modality = modalities.get(model), store.modality(image)
+        if wanted is None or modality is None or modality in wanted:
+            return
+        others = sorted(name for name, m in modalities.items() if modality in m)
+        hint = f"use {', '.join(others)}" if others else f"no task of this server annotates {modality}"
+        raise InvalidInputError(f"{model} annotates {', '.join(wanted)} series; series {image} is {modality}: {hint}")
 
     def served_version(self, model: str) -> str | None:
         """The served model version of a task with weights, or ``None`` (a scribbles task has none)."""
