@@ -32,7 +32,7 @@ from tqdm import tqdm
 
 from hope.config import load_server_settings, load_task
 from hope.fewshot.config import load_fewshot_task
-from hope.fewshot_demo import DemoType, StoredStack, lesion_nifti, load_fewshot_demo, store_stack
+from hope.fewshot_demo import StoredStack, lesion_nifti, load_fewshot_demo, store_stack
 from hope.services.hope_server import hope_server_process
 from hope.services.orthanc import OrthancSettings, orthanc_process
 from hope.services.process import free_port
@@ -53,7 +53,7 @@ def _infer(hope: str, model: str, uid: str, params: dict[str, Any], label: bytes
 def run(n_queries: int, slices: int, repeats: int) -> dict[str, Any]:
     """Run the benchmark and return its measurements (seconds)."""
     settings = load_server_settings()
-    types = [DemoType.parse(entry) for entry in settings.extra.get("demo", {}).get("fewshot", [])]
+    types = list(settings.demo.fewshot)
     spec = load_fewshot_task("fewshot_tumor").slices
     tumor = load_task(settings.tasks[0]).labels["tumor"]
     with tempfile.TemporaryDirectory(prefix="hope-bench-") as tmp:

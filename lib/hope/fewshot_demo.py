@@ -11,34 +11,19 @@ from __future__ import annotations
 import io
 import json
 import tempfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import requests
 import SimpleITK as sitk
 from tqdm import tqdm
 
+from hope.config.server import DemoFewShotType
 from hope.demo import store_volume
 from hope.dicom.series_writer import new_identity
 from hope.fewshot.config import SliceSpec
 from hope.phantoms.tumor_stacks import PhantomStack, phantom_stack
-
-
-@dataclass(frozen=True)
-class DemoType:
-    """One demo tumour type: the phantom drawn, the case-record type and verdict, and how many cases are labelled."""
-
-    phantom: str
-    tumor_type: str
-    verdict: str
-    labelled: int
-
-    @classmethod
-    def parse(cls, raw: Mapping[str, Any]) -> DemoType:
-        """From a ``demo.fewshot`` entry of ``configs/server.yaml``."""
-        return cls(str(raw["phantom"]), str(raw["tumor_type"]), str(raw["verdict"]), int(raw["labelled"]))
 
 
 @dataclass(frozen=True)
@@ -90,7 +75,7 @@ def label_and_record(hope_url: str, stored: StoredStack, tumor_value: int, tumor
     _check(response, f"the case record of study {stored.study_uid}")
 
 
-def load_fewshot_demo(orthanc_url: str, hope_url: str, types: Iterable[DemoType], tumor_value: int,
+def load_fewshot_demo(orthanc_url: str, hope_url: str, types: Iterable[DemoFewShotType], tumor_value: int,
                       spec: SliceSpec, first_seed: int, progress: bool = True
                       ) -> dict[str, tuple[list[StoredStack], StoredStack]]:
     """Per demo type: its labelled, recorded cases and one unlabelled case; seeds count up from ``first_seed``."""

@@ -17,7 +17,7 @@ from pathlib import Path
 from hope.config import load_server_settings, load_task
 from hope.demo import load_demo
 from hope.fewshot.config import load_fewshot_task
-from hope.fewshot_demo import DemoType, load_fewshot_demo
+from hope.fewshot_demo import load_fewshot_demo
 from hope.services.hope_server import hope_server_process
 from hope.services.orthanc import OrthancSettings, PostgresIndex, orthanc_process
 
@@ -82,10 +82,9 @@ def _load_demo_once(data_dir: Path, orthanc_url: str) -> None:
     if os.environ.get("HOPE_DEMO", "1") == "0" or marker.exists():
         return
     settings = load_server_settings()
-    demo = settings.extra.get("demo", {})
+    demo = settings.demo
     task = load_task(settings.tasks[0])
-    first = int(demo.get("first_seed", 1000))
-    load_demo(orthanc_url, task.labels, range(first, first + int(demo.get("cases", 6))))
+    load_demo(orthanc_url, task.labels, range(demo.first_seed, demo.first_seed + demo.cases))
     marker.write_text("demo phantoms stored\n")
 
 
@@ -95,15 +94,14 @@ def _load_fewshot_demo_once(data_dir: Path, orthanc_url: str, hope_url: str) -> 
     settings = load_server_settings()
     if os.environ.get("HOPE_DEMO", "1") == "0" or marker.exists() or "fewshot_tumor" not in settings.fewshot_tasks:
         return
-    demo = settings.extra.get("demo", {})
     fewshot = load_fewshot_task("fewshot_tumor")
     load_fewshot_demo(
         orthanc_url,
         hope_url,
-        [DemoType.parse(entry) for entry in demo.get("fewshot", [])],
+        settings.demo.fewshot,
         load_task(settings.tasks[0]).labels[fewshot.lesion_label],
         fewshot.slices,
-        int(demo.get("fewshot_first_seed", 5000)),
+        settings.demo.fewshot_first_seed,
     )
     marker.write_text("rare-tumour demo phantoms stored, labelled and recorded\n")
 

@@ -18,10 +18,11 @@ import requests
 import SimpleITK as sitk
 from dicomweb_client import DICOMwebClient
 
+from hope.config.server import DemoFewShotType
 from hope.datastore.attachments import SeriesAttachments, attachment_name
 from hope.datastore.gateway import OrthancGateway
 from hope.fewshot.config import load_fewshot_task
-from hope.fewshot_demo import DemoType, StoredStack, label_and_record, load_fewshot_demo, store_stack
+from hope.fewshot_demo import StoredStack, label_and_record, load_fewshot_demo, store_stack
 from hope.services.orthanc import OrthancSettings
 from tests.integration.helpers import nifti_bytes, read_nifti_bytes, series_volume, wait_for_training
 
@@ -30,9 +31,9 @@ pytestmark = pytest.mark.slow
 SPEC = load_fewshot_task("fewshot_tumor").slices
 NEW_TYPE = "chordoma"  # held out of the shipped model's meta-training: new to the server
 TYPES = [
-    DemoType("chordoma", "chordoma", "malignant", labelled=3),
-    DemoType("aneurysmal_bone_cyst", "aneurysmal_bone_cyst", "borderline", labelled=2),
-    DemoType("haemangioma", "hemangioma", "benign", labelled=2),
+    DemoFewShotType("chordoma", "chordoma", "malignant", labelled=3),
+    DemoFewShotType("aneurysmal_bone_cyst", "aneurysmal_bone_cyst", "borderline", labelled=2),
+    DemoFewShotType("haemangioma", "hemangioma", "benign", labelled=2),
 ]
 
 
