@@ -1,0 +1,52 @@
+"""Schemathesis over HOPE's OpenAPI: no operation answers 5xx to generated input (bounded, in CI).
+
+It runs against a HOPE server of its own (on the session's Orthanc), so that what the fuzzer changes (a pin, the
+retrain switch, a flag) cannot leak into other tests. ``POST /train/{model}`` is left out: a valid request starts
+a training run, which would only load the CI machine; its bounds are tested in ``tests/unit/test_training_guards.py``
+and ``tests/integration/test_model_versions.py``.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from hope.services.hope_server import hope_server_process
+from hope.services.orthanc import OrthancSettings
+from hope.services.process import free_port
+from tests.conftest import config_dir_with
+
+pytestmark = pytest.mark.slow
+
+EXAMPLES_PER_OPERATION = 20
+SCHEMATHESIS = Path(sys.executable).with_name("schemathesis")
+
+
+@pytest.fixture(scope="module")
+def fuzzed_hope(orthanc: OrthancSettings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    port = free_port()
+    data = tmp_path_factory.mktemp("hope-fuzzed")
+    configs = config_dir_with(data, activelearning={"background_scoring": False}, retrain={"enabled": False})
+    process = hope_server_process(orthanc, port, data, {"HOPE_CONFIG_DIR": str(configs)})
+    process.start(timeout=300)
+    yield f"http://127.0.0.1:{port}"
+    process.stop()
+
+
+def test_no_operation_answers_a_server_error(fuzzed_hope: str, tmp_path: Path) -> None:
+    command = [
+        str(SCHEMATHESIS), "run", f"{fuzzed_hope}/openapi.json",
+        "--checks", "not_a_server_error",
+        "--max-examples", str(EXAMPLES_PER_OPERATION),
+        "--exclude-path-regex", r"^/train/\{model\}$",
+        "--workers", "1", "--seed", "1", "--no-color",
+        "--report", "junit", "--report-dir", str(tmp_path),
+    ]
+    run = subprocess.run(command, capture_output=True, text=True, timeout=900, check=False)
+    summary = run.stdout[-4000:]
+    assert run.returncode == 0, f"schemathesis found server errors:\n{summary}\n{run.stderr[-2000:]}"
+    assert "Test cases:" in run.stdout and " passed" in run.stdout, summary
