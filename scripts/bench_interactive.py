@@ -30,8 +30,9 @@ import SimpleITK as sitk
 from scipy import ndimage
 
 from hope.config import load_task
-from hope.infers.scribbles import StructureScribblesInfer, fill_nearest, load_interactive_settings
+from hope.infers.scribbles import StructureScribblesInfer
 from hope.interactive import dice, next_scribble, paint
+from hope.interactive.geometry import fill_nearest
 from hope.phantoms import PhantomSpec, generate_neck_ct
 
 CHECKPOINTS = (0, 1, 3, 5, 10)
@@ -112,10 +113,12 @@ def run(
     spec: PhantomSpec,
 ) -> dict[str, Any]:
     """Run the benchmark (``overrides``: ``interactive`` settings to change); return results and latencies."""
-    definition = load_task("spine_ct")
-    settings = load_interactive_settings(definition)
-    changes = {key: type(getattr(settings, key))(value) for key, value in overrides.items()}
-    task = StructureScribblesInfer(definition, dataclasses.replace(settings, **changes))
+    task = StructureScribblesInfer(load_task("spine_ct"))
+    if overrides:
+        changes = {key: type(getattr(task.settings, key))(value) for key, value in overrides.items()}
+        settings = dataclasses.replace(task.settings, **changes)
+        task = StructureScribblesInfer(dataclasses.replace(task.task, interactive=settings))
+    definition = task.task
     names = structures or list(definition.labels)
     per_structure: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
     latencies: list[float] = []

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
 import pytest
 import SimpleITK as sitk
+import yaml
 from scipy import ndimage
 
-from hope.config import ConfigError, TaskDefinition, load_task
+from hope.config import ConfigError, TaskDefinition, config_dir, load_task
 from hope.errors import InvalidInputError
-from hope.infers.scribbles import StructureScribblesInfer, load_interactive_settings
+from hope.infers.scribbles import StructureScribblesInfer
 from hope.interactive import Scribble, dice, error_regions, next_scribble, paint
+from hope.server.errors import status_of
 
 SPACING_ZYX = (1.5, 0.9, 0.9)
 
@@ -56,11 +59,11 @@ def _write(array_zyx: np.ndarray, path: Path) -> str:
 # --------------------------------------------------------------------------------------------- simulated annotator
 def test_foreground_scribble_lies_in_the_missed_region(scene: dict[str, np.ndarray], task: TaskDefinition) -> None:
     """An under-segmented structure gets a foreground stroke inside its largest false-negative region."""
-    tumour = task.labels["tumor"]
+    tumor = task.labels["tumor"]
     prediction = scene["label"].copy()
-    prediction[(prediction == tumour) & ~ndimage.binary_erosion(prediction == tumour, iterations=2)] = 3
-    scribble = next_scribble(prediction, scene["label"], tumour, np.random.default_rng(1), spacing=SPACING_ZYX)
-    missed, _ = error_regions(prediction, scene["label"], tumour)
+    prediction[(prediction == tumor) & ~ndimage.binary_erosion(prediction == tumor, iterations=2)] = 3
+    scribble = next_scribble(prediction, scene["label"], tumor, np.random.default_rng(1), spacing=SPACING_ZYX)
+    missed, _ = error_regions(prediction, scene["label"], tumor)
     assert scribble is not None and scribble.foreground
     assert scribble.mask.any() and not (scribble.mask & ~missed).any()
     assert len(np.unique(np.argwhere(scribble.mask)[:, 0])) == 1, "a stroke is drawn on one slice"
@@ -68,11 +71,11 @@ def test_foreground_scribble_lies_in_the_missed_region(scene: dict[str, np.ndarr
 
 def test_background_scribble_lies_in_the_extra_region(scene: dict[str, np.ndarray], task: TaskDefinition) -> None:
     """An over-segmented structure gets a background stroke inside its largest false-positive region."""
-    tumour = task.labels["tumor"]
+    tumor = task.labels["tumor"]
     prediction = scene["label"].copy()
-    prediction[ndimage.binary_dilation(prediction == tumour, iterations=2)] = tumour
-    scribble = next_scribble(prediction, scene["label"], tumour, np.random.default_rng(1), spacing=SPACING_ZYX)
-    _, extra = error_regions(prediction, scene["label"], tumour)
+    prediction[ndimage.binary_dilation(prediction == tumor, iterations=2)] = tumor
+    scribble = next_scribble(prediction, scene["label"], tumor, np.random.default_rng(1), spacing=SPACING_ZYX)
+    _, extra = error_regions(prediction, scene["label"], tumor)
     assert scribble is not None and not scribble.foreground
     assert scribble.mask.any() and not (scribble.mask & ~extra).any()
 
@@ -81,19 +84,19 @@ def test_scribbles_are_deterministic_and_stop_when_nothing_is_wrong(
     scene: dict[str, np.ndarray], task: TaskDefinition
 ) -> None:
     """The same seed draws the same stroke; a perfect prediction gets none; ``kind`` restricts the error type."""
-    tumour, truth = task.labels["tumor"], scene["label"]
+    tumor, truth = task.labels["tumor"], scene["label"]
     shifted = np.zeros_like(truth)
     shifted[:, 2:] = truth[:, :-2]
 
     def draw(seed: int, kind: str = "auto") -> Scribble | None:
-        return next_scribble(shifted, truth, tumour, np.random.default_rng(seed), spacing=SPACING_ZYX, kind=kind)
+        return next_scribble(shifted, truth, tumor, np.random.default_rng(seed), spacing=SPACING_ZYX, kind=kind)
 
     first, again = draw(7), draw(7)
     assert first is not None and again is not None
     assert np.array_equal(first.mask, again.mask) and first.foreground == again.foreground
     background = draw(7, "background")
     assert background is not None and not background.foreground
-    assert next_scribble(truth, truth, tumour, np.random.default_rng(0)) is None
+    assert next_scribble(truth, truth, tumor, np.random.default_rng(0)) is None
     scribbles = np.zeros_like(truth)
     paint(scribbles, background, background=10, foreground=11)
     assert set(np.unique(scribbles)) == {0, 10}
@@ -104,10 +107,10 @@ def test_one_refinement_improves_the_structure_and_keeps_the_grid(
     scene: dict[str, np.ndarray], task: TaskDefinition, tmp_path: Path
 ) -> None:
     """One foreground scribble on an eroded tumour raises its Dice; unrelated labels and the grid stay as they were."""
-    tumour, truth = task.labels["tumor"], scene["label"]
+    tumor, truth = task.labels["tumor"], scene["label"]
     current = truth.copy()
-    current[(truth == tumour) & ~ndimage.binary_erosion(truth == tumour, iterations=2)] = task.labels["C3"]
-    scribble = next_scribble(current, truth, tumour, np.random.default_rng(3), spacing=SPACING_ZYX)
+    current[(truth == tumor) & ~ndimage.binary_erosion(truth == tumor, iterations=2)] = task.labels["C3"]
+    scribble = next_scribble(current, truth, tumor, np.random.default_rng(3), spacing=SPACING_ZYX)
     assert scribble is not None and scribble.foreground
     infer = StructureScribblesInfer(task)
     upload = current.copy()
@@ -122,8 +125,8 @@ def test_one_refinement_improves_the_structure_and_keeps_the_grid(
     assert np.allclose(result_image.GetOrigin(), source.GetOrigin())
     assert np.allclose(result_image.GetDirection(), source.GetDirection())
     result = sitk.GetArrayFromImage(result_image)
-    assert dice(result == tumour, truth == tumour) > dice(current == tumour, truth == tumour) + 0.1
-    untouched = (current != tumour) & (result != tumour)
+    assert dice(result == tumor, truth == tumor) > dice(current == tumor, truth == tumor) + 0.1
+    untouched = (current != tumor) & (result != tumor)
     assert np.array_equal(result[untouched], current[untouched]), "only the tumour's own voxels may change"
     assert np.array_equal(result == task.labels["C1"], current == task.labels["C1"])
     assert params["label_names"] == task.labels
@@ -165,15 +168,24 @@ def test_unusable_requests_are_422(scene: dict[str, np.ndarray], task: TaskDefin
     ):
         with pytest.raises(InvalidInputError) as caught:
             infer({**request, "device": "cpu"})
-        assert caught.value.status_code == 422
+        assert status_of(caught.value) == 422
 
 
 def test_settings_come_from_the_task_yaml(task: TaskDefinition, tmp_path: Path) -> None:
     """``interactive:`` of the repository's YAML parses; a scribble value that is a label value is refused."""
-    settings = load_interactive_settings(task)
+    settings = task.interactive
+    assert settings is not None
     assert settings.structure in task.labels and settings.lamda > 0
+    assert StructureScribblesInfer(task).settings == settings
+    data = yaml.safe_load((config_dir() / "tasks" / "spine_ct.yaml").read_text())
+    data["interactive"] = {"structure": "tumor", "scribbles": {"background": 9, "foreground": 11}}
     (tmp_path / "tasks").mkdir()
-    bad = "interactive:\n  structure: tumor\n  scribbles: {background: 9, foreground: 11}\n"
-    (tmp_path / "tasks" / "spine_ct.yaml").write_text(bad)
-    with pytest.raises(ConfigError, match="scribble values"):
-        load_interactive_settings(task, tmp_path)
+    (tmp_path / "tasks" / "spine_ct.yaml").write_text(yaml.safe_dump(data))
+    with pytest.raises(ConfigError, match="spine_ct.yaml: interactive: .*scribble values"):
+        load_task("spine_ct", tmp_path)
+
+
+def test_a_task_without_scribble_settings_stops_start_up(task: TaskDefinition) -> None:
+    """Serving scribbles for a task without ``interactive:`` is a configuration error naming the task and section."""
+    with pytest.raises(ConfigError, match="'spine_ct'.*'interactive'"):
+        StructureScribblesInfer(dataclasses.replace(task, interactive=None))
