@@ -1,12 +1,16 @@
 """HOPE's datastore on a DICOMweb store, against a fake DICOMweb client (no Orthanc).
 
-The fake answers the four calls the datastore makes (QIDO-RS series search, series metadata, WADO-RS series,
-STOW-RS) from lists the test fills, and counts the searches so that caching can be checked.
+The fake answers the five calls the datastore makes (QIDO-RS series and instance searches, series metadata, WADO-RS
+series, STOW-RS) from lists the test fills, and counts the searches so that caching can be checked. Like Orthanc
+(``OverwriteInstances: false``), it keeps one instance per SOP Instance UID and lists what it keeps; it can also
+fail as Orthanc was seen to: a storage that cannot write answers 200 with empty sequences.
 """
 
 from __future__ import annotations
 
+import errno
 import json
+import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -17,13 +21,17 @@ import numpy as np
 import pytest
 import requests
 import SimpleITK as sitk
+from monailabel.datastore.local import LocalDatastore
+from monailabel.datastore.utils.convert import binary_to_image
 from monailabel.interfaces.datastore import DefaultLabelTag
 from pydicom.dataset import Dataset
 
 from hope.config import DatastoreSettings
+from hope.datastore import orthanc
 from hope.datastore.orthanc import OrthancDatastore
+from hope.dicom.seg import seg_to_label
 from hope.dicom.series_writer import new_identity, volume_to_datasets
-from hope.errors import InvalidInputError, NotFoundError, StoreError
+from hope.errors import InvalidInputError, NotFoundError, StoreError, TooLargeError
 
 LABELS = {"C1": 1, "C2": 2}
 STUDY = "1.2.826.0.1.3680043.8.498.1"
@@ -62,12 +70,20 @@ class FakeDicomWeb:
         self.series: list[dict] = []
         self.metadata: dict[str, list[dict]] = {}
         self.instances: dict[str, list[Dataset]] = {}
-        self.stored: list[Dataset] = []
+        self.stored: list[Dataset] = []  # what STOW-RS stored, one instance per SOP Instance UID
+        self.stow_requests = 0
         self.searches = 0
         self.metadata_reads = 0
         self.down = False
+        self.broken: set[str] = set()  # calls that fail with a connection error
         self.store_error: Exception | None = None
-        self.store_response: Any = None
+        self.store_response: Any = None  # answered to STOW-RS instead of storing
+        self.keeps_instances = True  # False: STOW-RS stores nothing (a storage that cannot write, a filter)
+        self.lists_dropped = False  # with keeps_instances False: the answer lists them as stored all the same
+
+    def _call(self, name: str) -> None:
+        if name in self.broken:
+            raise requests.ConnectionError(f"{name}: connection refused")
 
     def search_for_series(
         self, fields: list[str] | None = None, get_remaining: bool = False, search_filters: dict | None = None
@@ -79,19 +95,68 @@ class FakeDicomWeb:
         return [dict(s) for s in self.series if wanted is None or s["0020000E"]["Value"][0] == wanted]
 
     def retrieve_series_metadata(self, study_instance_uid: str, series_instance_uid: str) -> list[dict]:
+        self._call("retrieve_series_metadata")
         self.metadata_reads += 1
         return self.metadata[series_instance_uid]
 
     def retrieve_series(
         self, study_instance_uid: str, series_instance_uid: str, media_types: tuple | None = None
     ) -> list[Dataset]:
+        self._call("retrieve_series")
         return list(self.instances[series_instance_uid])
 
+    def search_for_instances(
+        self, study_instance_uid: str | None = None, series_instance_uid: str | None = None,
+        search_filters: dict | None = None,
+    ) -> list[dict]:
+        self._call("search_for_instances")
+        wanted = (search_filters or {}).get("SOPInstanceUID")
+        found = [ds for ds in self.stored if series_instance_uid in (None, ds.SeriesInstanceUID)
+                 and wanted in (None, ds.SOPInstanceUID)]
+        return [_identifiers(ds).to_json_dict() for ds in found]
+
     def store_instances(self, datasets: list[Dataset]) -> Any:
+        self.stow_requests += 1
         if self.store_error is not None:
             raise self.store_error
-        self.stored.extend(datasets)
-        return self.store_response if self.store_response is not None else Dataset()
+        if self.store_response is not None:
+            return self.store_response
+        answer = Dataset()
+        answer.FailedSOPSequence = []
+        answer.ReferencedSOPSequence = []
+        for ds in datasets:
+            if self.keeps_instances:
+                self._keep(ds)
+            if self.keeps_instances or self.lists_dropped:
+                item = Dataset()
+                item.ReferencedSOPClassUID = ds.SOPClassUID
+                item.ReferencedSOPInstanceUID = ds.SOPInstanceUID
+                answer.ReferencedSOPSequence.append(item)
+        return answer
+
+    def _keep(self, ds: Dataset) -> None:
+        if any(kept.SOPInstanceUID == ds.SOPInstanceUID for kept in self.stored):
+            return  # Orthanc keeps the instance it has (OverwriteInstances: false)
+        self.stored.append(ds)
+        uid = str(ds.SeriesInstanceUID)
+        if uid not in self.instances:
+            self.series.append(qido(uid, ds.Modality, ds.SeriesDate, ds.SeriesTime, str(ds.StudyInstanceUID)))
+            self.metadata[uid] = [_identifiers(ds).to_json_dict()]
+        self.instances.setdefault(uid, []).append(ds)
+
+    def segs(self) -> list[Dataset]:
+        """The SEG instances the store holds."""
+        return [ds for ds in self.stored if ds.Modality == "SEG"]
+
+
+def _identifiers(ds: Dataset) -> Dataset:
+    """What QIDO-RS and series metadata say of an instance, as far as the datastore reads it."""
+    found = Dataset()
+    found.SOPInstanceUID = ds.SOPInstanceUID
+    found.SeriesInstanceUID = ds.SeriesInstanceUID
+    if "ReferencedSeriesSequence" in ds:
+        found.ReferencedSeriesSequence = ds.ReferencedSeriesSequence
+    return found
 
 
 class Factory:
@@ -260,10 +325,10 @@ def ct(store: FakeDicomWeb) -> Dataset:
     return datasets[0]
 
 
-def _label_file(datastore: OrthancDatastore, uid: str, path: Path, value: int = 2) -> Path:
+def _label_file(datastore: OrthancDatastore, uid: str, path: Path, value: int = 2, shift: int = 0) -> Path:
     image = sitk.ReadImage(datastore.get_image_uri(uid))
     array = np.zeros(sitk.GetArrayFromImage(image).shape, dtype=np.uint8)
-    array[1:3, 3:8, 2:6] = value
+    array[1:3, 3 + shift:8 + shift, 2:6] = value
     label = sitk.GetImageFromArray(array)
     label.CopyInformation(image)
     sitk.WriteImage(label, str(path))
@@ -332,3 +397,196 @@ def test_a_label_off_the_grid_or_with_unknown_values_is_refused_before_the_store
     with pytest.raises(InvalidInputError, match="does not lie on the grid"):
         datastore.save_label(uid, str(tmp_path / "off.nii.gz"), DefaultLabelTag.FINAL, {})
     assert store.stored == []
+
+
+# ---------------------------------------------------------------------------------- verified, idempotent saves
+def _leftovers(cache: Path) -> list[str]:
+    """Hidden work folders the datastore left in its cache (saves and downloads work in ``.<name>`` folders)."""
+    return sorted(p.name for p in cache.iterdir() if p.is_dir() and p.name.startswith("."))
+
+
+@pytest.mark.parametrize("lists_dropped", [False, True], ids=["storage-cannot-write", "filtered-but-listed"])
+def test_a_seg_the_store_does_not_keep_is_a_store_error_and_nothing_is_cached(
+    store: FakeDicomWeb, tmp_path: Path, ct: Dataset, lists_dropped: bool
+) -> None:
+    """Orthanc whose storage cannot write answers 200 with empty sequences; HOPE answered 200 and lost the label."""
+    uid = str(ct.SeriesInstanceUID)
+    datastore = _datastore(store, tmp_path / "cache")
+    label = _label_file(datastore, uid, tmp_path / "label.nii.gz")
+    store.keeps_instances, store.lists_dropped = False, lists_dropped
+    said = "lists it as stored" if lists_dropped else "lists it neither as stored nor as failed"
+    with pytest.raises(StoreError, match=f"did not store the SEG for series {uid}: its STOW-RS answer {said}"):
+        datastore.save_label(uid, str(label), DefaultLabelTag.FINAL, {})
+    assert store.stow_requests == 1 and store.segs() == []
+    assert datastore.get_labels_by_image_id(uid) == {}
+    assert list((tmp_path / "cache").rglob(f"labels/**/{uid}*")) == []
+    assert _leftovers(tmp_path / "cache") == []
+
+
+def test_a_read_back_that_fails_is_a_store_error(store: FakeDicomWeb, tmp_path: Path, ct: Dataset) -> None:
+    uid = str(ct.SeriesInstanceUID)
+    datastore = _datastore(store, tmp_path / "cache")
+    label = _label_file(datastore, uid, tmp_path / "label.nii.gz")
+    store.broken.add("search_for_instances")
+    with pytest.raises(StoreError, match="reading it back failed .*save the label again"):
+        datastore.save_label(uid, str(label), DefaultLabelTag.FINAL, {})
+    assert datastore.get_labels_by_image_id(uid) == {}
+    store.broken.clear()
+    datastore.save_label(uid, str(label), DefaultLabelTag.FINAL, {})  # the retry: the SEG is there, once
+    assert len(store.segs()) == 1
+
+
+def test_network_errors_reading_segs_are_store_errors(store: FakeDicomWeb, tmp_path: Path, ct: Dataset) -> None:
+    """``_referenced_series`` and ``_sync_final_label`` let raw ``requests`` exceptions through (a 500)."""
+    uid = str(ct.SeriesInstanceUID)
+    datastore = _datastore(store, tmp_path / "cache")
+    datastore.save_label(uid, str(_label_file(datastore, uid, tmp_path / "label.nii.gz")), DefaultLabelTag.FINAL, {})
+    seg_uid = str(store.segs()[0].SeriesInstanceUID)
+
+    fresh = _datastore(store, tmp_path / "fresh")  # knows nothing of the SEG: must read its metadata
+    fresh.get_image_uri(uid)
+    store.broken.add("retrieve_series_metadata")
+    with pytest.raises(StoreError, match=f"cannot read the metadata of SEG series {seg_uid}"):
+        fresh.final_labels()
+    store.broken = {"retrieve_series"}
+    with pytest.raises(StoreError, match=f"cannot retrieve SEG series {seg_uid} of series {uid}"):
+        fresh.get_label_uri(uid, DefaultLabelTag.FINAL)
+
+
+def test_a_repeated_save_stores_one_seg(store: FakeDicomWeb, tmp_path: Path, ct: Dataset) -> None:
+    """A client that retries a save (after a 500 or a timeout) must not get a second SEG."""
+    uid = str(ct.SeriesInstanceUID)
+    datastore = _datastore(store, tmp_path / "cache")
+    label = _label_file(datastore, uid, tmp_path / "label.nii.gz")
+    datastore.save_label(uid, str(label), DefaultLabelTag.FINAL, {"user": "Doe^Jane"})
+    first = datastore.get_label_info(uid, DefaultLabelTag.FINAL)
+    datastore.save_label(uid, str(label), DefaultLabelTag.FINAL, {"user": "Doe^Jane"})
+    assert store.stow_requests == 1 and len(store.segs()) == 1
+    again = datastore.get_label_info(uid, DefaultLabelTag.FINAL)
+    assert (again["seg_series_uid"], again["seg_sop_uid"]) == (first["seg_series_uid"], first["seg_sop_uid"])
+
+    restarted = _datastore(store, tmp_path / "cache-lost")  # a lost cache does not forget: the record is the SEG
+    restarted.save_label(uid, str(label), DefaultLabelTag.FINAL, {})
+    assert store.stow_requests == 1 and len(store.segs()) == 1
+
+
+def test_a_save_racing_an_identical_one_stores_the_same_instance(
+    store: FakeDicomWeb, tmp_path: Path, ct: Dataset, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A retry that runs while the first save is still storing sees no final SEG either: it sends the same one."""
+    uid = str(ct.SeriesInstanceUID)
+    first = _datastore(store, tmp_path / "cache")
+    label = _label_file(first, uid, tmp_path / "label.nii.gz")
+    second = _datastore(store, tmp_path / "cache2")
+    second.get_image_uri(uid)
+    monkeypatch.setattr(second, "final_labels", dict)  # its listing predates the first save
+    first.save_label(uid, str(label), DefaultLabelTag.FINAL, {})
+    second.save_label(uid, str(label), DefaultLabelTag.FINAL, {})
+    assert store.stow_requests == 2 and len(store.segs()) == 1
+    assert first.get_label_info(uid, "final")["seg_sop_uid"] == second.get_label_info(uid, "final")["seg_sop_uid"]
+
+
+def test_saving_an_earlier_label_again_makes_it_final(store: FakeDicomWeb, tmp_path: Path, ct: Dataset) -> None:
+    """A, then B, then A again: the third save is not a repeat of the first; A is final again."""
+    uid = str(ct.SeriesInstanceUID)
+    datastore = _datastore(store, tmp_path / "cache")
+    a = _label_file(datastore, uid, tmp_path / "a.nii.gz")
+    b = _label_file(datastore, uid, tmp_path / "b.nii.gz", shift=2)
+    for label in (a, b, a):
+        datastore.save_label(uid, str(label), DefaultLabelTag.FINAL, {})
+    assert len(store.segs()) == 3 and len({str(ds.SOPInstanceUID) for ds in store.segs()}) == 3
+    final = datastore.final_labels()[uid]
+    assert final.uid == str(store.segs()[2].SeriesInstanceUID)
+    datastore.save_label(uid, str(a), DefaultLabelTag.FINAL, {})  # and a repeat of the third stores nothing
+    assert len(store.segs()) == 3
+
+
+def test_a_cache_failure_after_the_store_keeps_the_save(
+    store: FakeDicomWeb, tmp_path: Path, ct: Dataset, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The SEG is stored and verified: a failing cache update is logged, and the cache is refreshed from the store."""
+    uid = str(ct.SeriesInstanceUID)
+    datastore = _datastore(store, tmp_path / "cache")
+    label = _label_file(datastore, uid, tmp_path / "label.nii.gz")
+
+    def full_disk(*args: Any) -> str:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(LocalDatastore, "save_label", full_disk)
+        assert datastore.save_label(uid, str(label), DefaultLabelTag.FINAL, {}) == uid
+    assert len(store.segs()) == 1
+    assert datastore.get_labels_by_image_id(uid) == {}
+    cached = datastore.get_label_uri(uid, DefaultLabelTag.FINAL)  # converted from the store's SEG
+    expected = sitk.GetArrayFromImage(sitk.ReadImage(str(label)))
+    assert np.array_equal(sitk.GetArrayFromImage(sitk.ReadImage(cached)), expected)
+    datastore.save_label(uid, str(label), DefaultLabelTag.FINAL, {})
+    assert len(store.segs()) == 1
+
+
+def test_a_cache_that_cannot_be_written_fails_the_save_before_the_store(
+    store: FakeDicomWeb, tmp_path: Path, ct: Dataset, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    uid = str(ct.SeriesInstanceUID)
+    datastore = _datastore(store, tmp_path / "cache")
+    label = _label_file(datastore, uid, tmp_path / "label.nii.gz")
+
+    def full_disk(*args: Any) -> Path:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(orthanc, "write_volume", full_disk)
+    with pytest.raises(OSError, match="No space left"):
+        datastore.save_label(uid, str(label), DefaultLabelTag.FINAL, {})
+    assert store.stow_requests == 0
+    assert _leftovers(tmp_path / "cache") == []
+
+
+# ------------------------------------------------------------------------------------------ uploaded label files
+@pytest.mark.parametrize(("name", "cut"), [("label.nii.gz", 20), ("label.nii", 100)], ids=["gzip", "plain"])
+def test_a_truncated_label_is_refused_before_the_store(
+    store: FakeDicomWeb, tmp_path: Path, ct: Dataset, name: str, cut: int
+) -> None:
+    """SimpleITK reads a truncated label without complaint: the SEG was stored with wrong voxels."""
+    uid = str(ct.SeriesInstanceUID)
+    datastore = _datastore(store, tmp_path / "cache")
+    label = _label_file(datastore, uid, tmp_path / name)
+    label.write_bytes(label.read_bytes()[:-cut])  # gzip: its trailer and the end of the deflate stream
+    with pytest.raises(InvalidInputError, match="truncated"):
+        datastore.save_label(uid, str(label), DefaultLabelTag.FINAL, {})
+    assert store.stow_requests == 0 and datastore.get_labels_by_image_id(uid) == {}
+    assert _leftovers(tmp_path / "cache") == []
+
+
+def test_a_label_larger_than_the_limit_is_refused(store: FakeDicomWeb, tmp_path: Path, ct: Dataset) -> None:
+    uid = str(ct.SeriesInstanceUID)
+    datastore = OrthancDatastore(Factory(store), DatastoreSettings(), LABELS, tmp_path / "cache",  # type: ignore[arg-type]
+                                 max_label_bytes=100)
+    label = _label_file(datastore, uid, tmp_path / "label.nii")  # 480 voxels of one byte, uncompressed
+    with pytest.raises(TooLargeError, match="max_upload_mb"):
+        datastore.save_label(uid, str(label), DefaultLabelTag.FINAL, {})
+    assert store.stow_requests == 0
+
+
+def test_an_ohif_bin_label_is_read_on_the_grid_and_leaves_no_file(
+    store: FakeDicomWeb, tmp_path: Path, ct: Dataset, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """OHIF's .bin went through MONAI Label's ``binary_to_image``, which left a temporary file behind each time."""
+    uid = str(ct.SeriesInstanceUID)
+    datastore = _datastore(store, tmp_path / "cache")
+    image_uri = datastore.get_image_uri(uid)
+    expected = sitk.GetArrayFromImage(sitk.ReadImage(str(_label_file(datastore, uid, tmp_path / "l.nii.gz"))))
+    binary = tmp_path / "label.bin"
+    binary.write_bytes(expected.tobytes())  # (z, y, x) in C order: x fastest, as OHIF sends it
+    stock = Path(binary_to_image(image_uri, str(binary)))  # MONAI Label's conversion, for reference
+    assert np.array_equal(sitk.GetArrayFromImage(sitk.ReadImage(str(stock))), expected)
+    stock.unlink()
+
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))
+    datastore.save_label(uid, str(binary), DefaultLabelTag.FINAL, {})
+    assert np.array_equal(seg_to_label(store.segs()[0], store.instances[uid], LABELS), expected)
+    binary.write_bytes(expected.tobytes()[:-1])
+    with pytest.raises(InvalidInputError, match=r"the \.bin label has 479 bytes, but the grid .* has 480 voxels"):
+        datastore.save_label(uid, str(binary), DefaultLabelTag.FINAL, {})
+    assert list(temp.iterdir()) == [] and _leftovers(tmp_path / "cache") == []

@@ -15,20 +15,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, BackgroundTasks, File, Form, UploadFile
 from monailabel.endpoints.infer import ResultType, run_inference
 
+from hope.api.params import parse_params
 from hope.errors import InvalidInputError, NotFoundError
-
-
-def request_params(params: str) -> str:
-    """``params`` when it is a JSON object (or empty); an :class:`InvalidInputError` saying what is wrong otherwise."""
-    if not params:
-        return "{}"
-    try:
-        parsed = json.loads(params)
-    except ValueError as exc:
-        raise InvalidInputError(f"params must be a JSON object, e.g. {{\"tumor_type\": \"chordoma\"}}: {exc}") from None
-    if not isinstance(parsed, dict):
-        raise InvalidInputError(f"params must be a JSON object, got {type(parsed).__name__}")
-    return params
 
 
 def build_router(served: Callable[[], Collection[str]]) -> APIRouter:
@@ -50,6 +38,6 @@ def build_router(served: Callable[[], Collection[str]]) -> APIRouter:
             raise NotFoundError(f"no model named {model!r}; this server serves: {', '.join(sorted(known))}")
         if not image and not file:
             raise InvalidInputError("no image: give image=<SeriesInstanceUID> of a stored series (or upload a file)")
-        return run_inference(background_tasks, model, image, "", request_params(params), file, label, output)
+        return run_inference(background_tasks, model, image, "", json.dumps(parse_params(params)), file, label, output)
 
     return router

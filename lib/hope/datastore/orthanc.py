@@ -5,15 +5,39 @@ What it does beyond MONAI Label's stock ``DICOMWebDatastore``:
 * lists every image modality configured (CT, MR, CR, DX by default), never SEG, SR or other non-images;
 * caches listings for seconds, not hours, and drops the cache after its own writes;
 * answers an unknown series with 404 and a non-image series with 422, with the reason;
+* checks an uploaded label file before reading it (:mod:`hope.datastore.label_files`): a truncated or corrupt file,
+  a header that declares another grid, and a volume larger than ``http.max_upload_mb`` are refused (422, 413)
+  before anything is decompressed into memory or allocated;
 * writes SEG in-process with highdicom after checking the label lies on the image grid (422 otherwise), so
   nothing half-written reaches the store; no dcmqi binary is downloaded or run;
 * reads SEGs back with highdicom onto the image grid, the newest SEG per series being the final label.
+
+Saving a final label is all-or-nothing, verified, and safe to repeat:
+
+* **Verified.** A SEG counts as stored only when, after the STOW-RS, a QIDO-RS read-back finds its SOP Instance
+  UID. The STOW-RS answer alone is not trusted: Orthanc answers 200 with empty FailedSOPSequence and
+  ReferencedSOPSequence when its storage cannot write, and 1.10 lists an instance a filter dropped as referenced.
+  A SEG that is not found is a :class:`~hope.errors.StoreError` (502), and nothing is cached as the final label.
+* **Cache last, prepared first.** The cached NIfTI is written (in the cache's file system) before the STOW-RS, so
+  a full disk fails the save before anything is stored; after a verified STOW-RS only the cache's bookkeeping is
+  left, and its failure is logged, not answered: the store is the source of truth, and the cache is refreshed
+  from it whenever its SEG UID differs from the store's newest.
+* **Idempotent.** A SEG's Series and SOP Instance UIDs are derived (``generate_uid(entropy_srcs=...)``) from a
+  SHA-256 of its content (the image series UID, the label's shape and voxels, its segments' names and values) and
+  from the UID of the final SEG it replaces ("" for none). A retry of a save that reached the store finds the
+  series' final SEG equal to the UID derived from its label and that SEG's predecessor (one of the series' other
+  SEGs, or none): the label is already final, and nothing is stored. A retry racing a save still in flight (or
+  reading a listing cached before that save landed) sees the same final SEG, derives the same UIDs, and the store
+  receives the same instance twice and keeps one. Because the predecessor is part of the identity, saving label A,
+  then B, then A again stores a third SEG, which becomes the final label. The record lives in the SEGs themselves
+  (their UIDs), not in a local index that a lost cache would forget.
 
 The local folder is a cache (MONAI Label's ``LocalDatastore``); the store is the source of truth.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import shutil
@@ -31,12 +55,14 @@ import SimpleITK as sitk
 from cachetools import TTLCache
 from dicomweb_client import DICOMwebClient
 from monailabel.datastore.local import LocalDatastore
-from monailabel.datastore.utils.convert import binary_to_image
 from monailabel.interfaces.datastore import DefaultLabelTag
 from pydicom.dataset import Dataset
+from pydicom.uid import generate_uid
 
 from hope import fileio
 from hope.config import DatastoreSettings
+from hope.config.server import HttpSettings
+from hope.datastore.label_files import read_label_file
 from hope.dicom.seg import label_to_seg, seg_referenced_series_uid, seg_to_label
 from hope.dicom.volume import grid_mismatch, label_like, read_datasets, read_series, write_volume
 from hope.errors import InvalidInputError, NotFoundError, StoreError
@@ -75,7 +101,15 @@ class SeriesRecord:
 
 
 class OrthancDatastore(LocalDatastore):
-    """A MONAI Label datastore backed by a DICOMweb store, with a local cache folder."""
+    """A MONAI Label datastore backed by a DICOMweb store, with a local cache folder.
+
+    Args:
+        client_factory: makes a DICOMweb client of the store (one per thread).
+        settings: the store's settings (modalities listed, listing cache, timeout).
+        label_map: label name -> voxel value of the store's SEGs.
+        cache_path: the local cache folder.
+        max_label_bytes: the largest label file, and decompressed label volume, accepted (``http.max_upload_mb``).
+    """
 
     def __init__(
         self,
@@ -83,8 +117,10 @@ class OrthancDatastore(LocalDatastore):
         settings: DatastoreSettings,
         label_map: Mapping[str, int],
         cache_path: Path,
+        max_label_bytes: int = HttpSettings().max_upload_bytes,
     ) -> None:
         self._client_factory = client_factory
+        self._max_label_bytes = max_label_bytes
         self._clients = threading.local()
         self._settings = settings
         self._label_map = dict(label_map)
@@ -147,8 +183,14 @@ class OrthancDatastore(LocalDatastore):
 
     def _referenced_series(self, seg: SeriesRecord) -> str | None:
         if seg.uid not in self._seg_refs:
-            meta = self._client.retrieve_series_metadata(seg.study_uid, seg.uid)
             try:
+                meta = self._client.retrieve_series_metadata(seg.study_uid, seg.uid)
+            except requests.RequestException as exc:
+                raise StoreError(f"cannot read the metadata of SEG series {seg.uid} from the DICOM store: {exc}"
+                                 ) from exc
+            try:
+                if not meta:
+                    raise ValueError("the store lists the series but holds no instance of it")
                 self._seg_refs[seg.uid] = seg_referenced_series_uid(Dataset.from_json(meta[0]))
             except ValueError as exc:
                 self.skipped_labels[seg.uid] = str(exc)
@@ -236,14 +278,15 @@ class OrthancDatastore(LocalDatastore):
         except requests.RequestException as exc:
             raise StoreError(f"cannot retrieve series {record.uid} from the DICOM store: {exc}") from exc
         tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}."))
-        for i, ds in enumerate(datasets):
-            ds.save_as(tmp / f"{i:05d}.dcm", write_like_original=False)
         try:
+            for i, ds in enumerate(datasets):
+                ds.save_as(tmp / f"{i:05d}.dcm", write_like_original=False)
             tmp.rename(dest)
         except OSError:
-            shutil.rmtree(tmp, ignore_errors=True)
             if not dest.is_dir():
                 raise
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
 
     def get_image_uri(self, image_id: str) -> str:
         """Local NIfTI of the series, fetched and converted on first use."""
@@ -260,18 +303,13 @@ class OrthancDatastore(LocalDatastore):
         return str(nifti)
 
     # ------------------------------------------------------------------------------------------------ labels
-    def _read_label(self, image_uri: str, label_filename: str) -> sitk.Image:
-        if label_filename.endswith(".bin"):
-            label_filename = binary_to_image(image_uri, label_filename)
-        try:
-            return sitk.ReadImage(label_filename)
-        except RuntimeError as exc:
-            raise InvalidInputError(f"cannot read the label file ({exc}); send NIfTI, NRRD or OHIF .bin") from exc
-
-    def _validated_label(self, image_id: str, label_filename: str) -> tuple[sitk.Image, np.ndarray]:
-        image_uri = self.get_image_uri(image_id)
-        label = self._read_label(image_uri, label_filename)
-        reason = grid_mismatch(sitk.ReadImage(image_uri), label)
+    def _validated_label(self, image_id: str, label_file: Path, work_dir: Path) -> tuple[sitk.Image, np.ndarray]:
+        image = sitk.ReadImage(self.get_image_uri(image_id))
+        label = read_label_file(label_file, image, image_id, self._max_label_bytes, work_dir)
+        if label.GetNumberOfComponentsPerPixel() != 1:
+            raise InvalidInputError(f"the label has {label.GetNumberOfComponentsPerPixel()} values per voxel; "
+                                    "send one label value per voxel")
+        reason = grid_mismatch(image, label)
         if reason:
             raise InvalidInputError(f"label does not lie on the grid of series {image_id}: {reason}")
         array = sitk.GetArrayFromImage(label)
@@ -285,25 +323,59 @@ class OrthancDatastore(LocalDatastore):
     def save_label(
         self, image_id: str, label_filename: str, label_tag: str, label_info: dict[str, Any]
     ) -> str:
-        """Validate the label, then (for tag ``final``) store it as DICOM SEG before caching it locally."""
-        label, array = self._validated_label(image_id, label_filename)
+        """Check the label; for tag ``final`` store it as a verified DICOM SEG; then cache it locally.
+
+        All-or-nothing and safe to repeat (see the module's docstring). Temporary files are removed whatever
+        happens; ``label_filename`` is the caller's.
+
+        Args:
+            image_id: the image's SeriesInstanceUID.
+            label_filename: the label file (see :mod:`hope.datastore.label_files` for the formats).
+            label_tag: ``final`` (a SEG in the store) or another tag (cached locally only).
+            label_info: the client's ``params``: ``user`` becomes the SEG's content creator, ``description`` its
+                series description.
+
+        Raises:
+            InvalidInputError: the label is unreadable, truncated, off the image's grid, empty, or has values the
+                task does not define.
+            TooLargeError: the label file, or the volume it declares, is larger than ``max_label_bytes``.
+            NotFoundError: the image series is not in the store.
+            StoreError: the store could not be reached, or did not store the SEG.
+        """
         info = dict(label_info or {})
-        if label_tag == DefaultLabelTag.FINAL:
+        with tempfile.TemporaryDirectory(prefix=".saving-", dir=self._datastore.image_path()) as tmp:
+            work = Path(tmp)
+            label, array = self._validated_label(image_id, Path(label_filename), work)
+            cached = write_volume(label, work / "cache" / f"{image_id}.nii.gz")
+            if label_tag != DefaultLabelTag.FINAL:
+                return super().save_label(image_id, str(cached), label_tag, info)
             info.update(self._store_seg(image_id, array, info))
-        with tempfile.TemporaryDirectory() as tmp:
-            cached = write_volume(label, Path(tmp) / f"{image_id}.nii.gz")
-            return super().save_label(image_id, str(cached), label_tag, info)
+            try:
+                return super().save_label(image_id, str(cached), label_tag, info)
+            except OSError as exc:
+                logger.warning(f"SEG {info['seg_series_uid']} of series {image_id} is stored, but the local cache "
+                               f"was not updated ({exc}); it is refreshed from the DICOM store when next used")
+                return image_id
 
     def _store_seg(self, image_id: str, array: np.ndarray, info: Mapping[str, Any]) -> dict[str, str]:
         if not array.any():
             raise InvalidInputError(f"the label for series {image_id} is empty; draw at least one structure")
-        sources = read_datasets(self._series_dir(image_id))
+        current = self.final_labels().get(image_id)
+        digest = _label_digest(image_id, array, self._label_map)
+        already = self._already_final(image_id, digest, current)
+        if already is not None:
+            logger.info(f"the label of series {image_id} is its final SEG {already['seg_series_uid']} already; "
+                        "nothing stored")
+            return already
+        series_uid, sop_uid = _content_uids(digest, current.uid if current else "")
         seg = label_to_seg(
             array,
-            sources,
+            read_datasets(self._series_dir(image_id)),
             self._label_map,
             series_description=str(info.get("description", "HOPE final label")),
             content_creator=str(info["user"]) if info.get("user") else None,
+            series_instance_uid=series_uid,
+            sop_instance_uid=sop_uid,
         )
         now = datetime.now()
         seg.SeriesDate = now.strftime("%Y%m%d")
@@ -312,13 +384,52 @@ class OrthancDatastore(LocalDatastore):
             response = self._client.store_instances([seg])
         except requests.RequestException as exc:
             raise StoreError(f"the DICOM store refused the SEG for series {image_id}: {exc}") from exc
-        failed = response.get("FailedSOPSequence") if response is not None else None
+        self._verify_stored(image_id, seg, response)
+        self._seg_refs[series_uid] = image_id
+        self.invalidate()
+        logger.info(f"stored SEG {series_uid} for series {image_id}")
+        return {"seg_series_uid": series_uid, "seg_sop_uid": sop_uid}
+
+    def _already_final(self, image_id: str, digest: str, current: SeriesRecord | None) -> dict[str, str] | None:
+        """The UIDs of ``current`` when it is the SEG of this very label (a repeated save), else ``None``."""
+        if current is None:
+            return None
+        known = list(self._seg_refs.items())  # a copy: other threads resolve SEGs meanwhile
+        predecessors = {""} | {uid for uid, ref in known if ref == image_id and uid != current.uid}
+        for predecessor in sorted(predecessors):
+            series_uid, sop_uid = _content_uids(digest, predecessor)
+            if series_uid == current.uid:
+                return {"seg_series_uid": series_uid, "seg_sop_uid": sop_uid}
+        return None
+
+    def _verify_stored(self, image_id: str, seg: Dataset, response: Any) -> None:
+        """Raise :class:`StoreError` unless the store holds ``seg`` after a STOW-RS that answered ``response``."""
+        answer = response if response is not None else {}
+        failed = answer.get("FailedSOPSequence")
         if failed:
             raise StoreError(f"the DICOM store refused the SEG for series {image_id}: {failed}")
-        self._seg_refs[str(seg.SeriesInstanceUID)] = image_id
-        self.invalidate()
-        logger.info(f"stored SEG {seg.SeriesInstanceUID} for series {image_id}")
-        return {"seg_series_uid": str(seg.SeriesInstanceUID), "seg_sop_uid": str(seg.SOPInstanceUID)}
+        sop_uid = str(seg.SOPInstanceUID)
+        try:
+            found = self._client.search_for_instances(
+                study_instance_uid=str(seg.StudyInstanceUID),
+                series_instance_uid=str(seg.SeriesInstanceUID),
+                search_filters={"SOPInstanceUID": sop_uid},
+            )
+        except requests.RequestException as exc:
+            raise StoreError(
+                f"the SEG for series {image_id} was sent to the DICOM store, but reading it back failed ({exc}); "
+                "save the label again (a repeated save stores no second SEG)"
+            ) from exc
+        if any(str(Dataset.from_json(item).get("SOPInstanceUID", "")) == sop_uid for item in found):
+            return
+        listed = answer.get("ReferencedSOPSequence") or []
+        referenced = any(str(item.get("ReferencedSOPInstanceUID", "")) == sop_uid for item in listed)
+        said = "lists it as stored" if referenced else "lists it neither as stored nor as failed"
+        raise StoreError(
+            f"the DICOM store did not store the SEG for series {image_id}: its STOW-RS answer {said}, but SOP instance "
+            f"{sop_uid} is not there when read back. Nothing was saved; check the store (its log, free space, write "
+            "access to its storage) and save the label again"
+        )
 
     def _sync_final_label(self, image_id: str, seg: SeriesRecord) -> str | None:
         """Local NIfTI of the newest SEG of ``image_id``, converted from the store when it changed."""
@@ -328,9 +439,16 @@ class OrthancDatastore(LocalDatastore):
         if local and local.info.get("seg_series_uid") == seg.uid and path.exists():
             return str(path)
         image = sitk.ReadImage(self.get_image_uri(image_id))
-        seg_ds = self._client.retrieve_series(seg.study_uid, seg.uid, media_types=(("application/dicom", "*"),))[0]
         try:
-            array = seg_to_label(seg_ds, read_datasets(self._series_dir(image_id)), self._label_map)
+            instances = self._client.retrieve_series(seg.study_uid, seg.uid, media_types=(("application/dicom", "*"),))
+        except requests.RequestException as exc:
+            raise StoreError(f"cannot retrieve SEG series {seg.uid} of series {image_id} from the DICOM store: {exc}"
+                             ) from exc
+        if not instances:
+            raise StoreError(f"SEG series {seg.uid} of series {image_id} has no instance in the DICOM store; the "
+                             "store changed while it was read, try again")
+        try:
+            array = seg_to_label(instances[0], read_datasets(self._series_dir(image_id)), self._label_map)
         except ValueError as exc:
             self.skipped_labels[seg.uid] = str(exc)
             logger.warning(f"SEG {seg.uid} of series {image_id} not used for training: {exc}")
@@ -357,3 +475,18 @@ class OrthancDatastore(LocalDatastore):
             if label:
                 pairs.append({"image": self.get_image_uri(image_id), "label": label, "seg": seg.uid})
         return pairs
+
+
+def _label_digest(image_id: str, array: np.ndarray, label_map: Mapping[str, int]) -> str:
+    """SHA-256 (hex) of what a SEG of ``array`` says: the image series, the label's shape and voxels, its segments."""
+    present = {int(v) for v in np.unique(array)} - {0}
+    segments = sorted((name, value) for name, value in label_map.items() if value in present)
+    digest = hashlib.sha256(json.dumps({"series": image_id, "shape": list(array.shape), "segments": segments}).encode())
+    digest.update(np.ascontiguousarray(array, dtype=np.uint8).tobytes())
+    return digest.hexdigest()
+
+
+def _content_uids(digest: str, predecessor: str) -> tuple[str, str]:
+    """Series and SOP Instance UIDs of the SEG of content ``digest`` that replaces the final SEG ``predecessor``."""
+    return (generate_uid(entropy_srcs=[digest, predecessor, "series"]),
+            generate_uid(entropy_srcs=[digest, predecessor, "instance"]))
