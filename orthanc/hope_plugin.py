@@ -4,9 +4,12 @@ Loaded by Orthanc's Python plugin (``"PythonScript"``), in Orthanc's embedded sy
 and the ``orthanc`` module only. This file is the binding to ``orthanc``; the logic is ``hope.orthanc_plugin``
 from this repository's ``lib/``. Configuration, in Orthanc's configuration file::
 
-    "Hope": {"Url": "http://127.0.0.1:8000", "StateDirectory": "/data/hope-plugin", "RetrySeconds": 30,
+    "Hope": {"Url": "http://127.0.0.1:8000", "StateDirectory": "/data/hope-plugin",
+             "SecretFile": "/data/secrets/events.key", "RetrySeconds": 30,
              "Pseudonymize": {"Enabled": false, "Salt": "<secret>", "MapFile": null, "KeepOriginal": false}}
 
+``SecretFile`` is the key the plugin signs its events with (``hope.sync.signing``); HOPE reads the same file
+(``HOPE_EVENT_SECRET_FILE``). It is generated at first start if missing, readable by its owner only.
 ``RetrySeconds`` (default 30) caps the pause between delivery attempts while HOPE is down; ``TimeoutSeconds``
 (default 5) bounds one ``POST /hope/events``. ``Pseudonymize`` replaces each new study by a pseudonymised copy
 before it enters the annotation pool (see ``hope.orthanc_plugin.pseudonymize``). A missing or wrong section stops

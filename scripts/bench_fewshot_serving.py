@@ -61,13 +61,14 @@ def run(n_queries: int, slices: int, repeats: int) -> dict[str, Any]:
         hope = f"http://127.0.0.1:{hope_port}"
         orthanc = OrthancSettings(data_dir=Path(tmp) / "orthanc", http_port=free_port(), dicom_port=free_port())
         orthanc_proc = orthanc_process(orthanc)
-        server = hope_server_process(orthanc.dicomweb_url, hope_port, Path(tmp) / "hope")
+        server = hope_server_process(orthanc, hope_port, Path(tmp) / "hope")
         orthanc_proc.start()
         server.start(timeout=300)
         try:
-            demo = load_fewshot_demo(orthanc.url, hope, types, tumor, spec, first_seed=7000)
+            demo = load_fewshot_demo(orthanc.url, hope, types, tumor, spec, first_seed=7000, auth=orthanc.auth)
             named = types[0].tumor_type
-            queries = [store_stack(orthanc.url, types[0].phantom, 8000 + i, spec, slices) for i in range(n_queries)]
+            queries = [store_stack(orthanc.url, types[0].phantom, 8000 + i, spec, slices, auth=orthanc.auth)
+                       for i in range(n_queries)]
             first = _infer(hope, "fewshot_tumor", queries[0].series_uid, {"tumor_type": named})
             cases: dict[str, Callable[[StoredStack], float]] = {
                 "spine_ct (supervised, baseline)": lambda q: _infer(hope, "spine_ct", q.series_uid, {}),

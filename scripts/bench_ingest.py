@@ -65,11 +65,11 @@ def run(n_series: int, slices: int) -> dict[str, object]:
             data_dir=Path(tmp) / "orthanc", http_port=free_port(), dicom_port=free_port(), stable_age=1, hope_url=hope
         )
         orthanc_proc = orthanc_process(orthanc)
-        server = hope_server_process(orthanc.dicomweb_url, hope_port, Path(tmp) / "hope")
+        server = hope_server_process(orthanc, hope_port, Path(tmp) / "hope")
         orthanc_proc.start()
         server.start(timeout=300)
         try:
-            client = DICOMwebClient(orthanc.dicomweb_url)
+            client = orthanc.dicomweb_client()
             ready_s, precomputed_s = [], []
             for seed in tqdm(range(n_series), desc="store -> suggestion ready", unit="series"):
                 uid = _stow(client, 5000 + seed, spec, labels)
@@ -81,7 +81,7 @@ def run(n_series: int, slices: int) -> dict[str, object]:
             # when the series is opened. The first server stops so it does not compete for the CPU.
             server.stop()
             cold_port = free_port()
-            server = hope_server_process(orthanc.dicomweb_url, cold_port, Path(tmp) / "hope-cold")
+            server = hope_server_process(orthanc, cold_port, Path(tmp) / "hope-cold")
             server.start(timeout=300)
             on_demand_s = []
             for seed in tqdm(range(n_series), desc="open on demand (stock flow)", unit="series"):

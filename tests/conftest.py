@@ -16,6 +16,7 @@ from hope.config import DEFAULT_CONFIG_DIR, load_task
 from hope.services.hope_server import hope_server_process
 from hope.services.orthanc import OrthancSettings, orthanc_process
 from hope.services.process import free_port
+from hope.sync.signing import EventKey
 
 SHARED_DATA = Path(os.environ.get("HOPE_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 
@@ -57,7 +58,11 @@ def spine_labels() -> dict[str, int]:
 
 @pytest.fixture(scope="session")
 def orthanc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OrthancSettings]:
-    """A real Orthanc with DICOMweb and GDCM, SQLite index, in a temporary folder, on free ports."""
+    """A real Orthanc with DICOMweb and GDCM, SQLite index, in a temporary folder, on free ports.
+
+    Closed as deployed: its HTTP API needs ``settings.auth`` (``settings.dicomweb_client()`` is logged in), and no
+    DICOM sender is allowed (a module that C-STOREs starts its own, with ``helpers.C_STORE_ACCESS``).
+    """
     settings = OrthancSettings(
         data_dir=tmp_path_factory.mktemp("orthanc"), http_port=free_port(), dicom_port=free_port(), stable_age=1
     )
@@ -77,7 +82,13 @@ def hope_url(orthanc: OrthancSettings, tmp_path_factory: pytest.TempPathFactory)
     port = free_port()
     data = tmp_path_factory.mktemp("hope")
     configs = config_dir_with(data, activelearning={"background_scoring": False}, retrain={"enabled": False})
-    process = hope_server_process(orthanc.dicomweb_url, port, data, {"HOPE_CONFIG_DIR": str(configs)})
+    process = hope_server_process(orthanc, port, data, {"HOPE_CONFIG_DIR": str(configs)})
     process.start(timeout=300)
     yield f"http://127.0.0.1:{port}"
     process.stop()
+
+
+@pytest.fixture(scope="session")
+def event_key(orthanc: OrthancSettings) -> EventKey:
+    """The key the test HOPE server checks store events with (``helpers.post_event`` signs with it)."""
+    return EventKey.load(orthanc.event_key_file)

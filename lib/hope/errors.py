@@ -1,8 +1,9 @@
 """Domain errors: plain exceptions raised anywhere in HOPE, with a reason that says what is wrong and what to do.
 
 They know nothing of HTTP. The server's edge (:mod:`hope.server.errors`) answers each kind with its status:
-:class:`NotFoundError` 404, :class:`InvalidInputError` 422, :class:`ConflictError` 409, :class:`BusyError` 429 and
-:class:`StoreError` 502, always as ``{"detail": reason}``.
+:class:`NotFoundError` 404, :class:`InvalidInputError` 422, :class:`ConflictError` 409, :class:`BusyError` 429,
+:class:`StoreError` 502, :class:`UnauthenticatedError` 401 and :class:`TooLargeError` 413, always as
+``{"detail": reason}``.
 """
 
 from __future__ import annotations
@@ -35,3 +36,11 @@ class BusyError(HopeError):
 
 class StoreError(HopeError):
     """The DICOM store failed or refused a request; nothing was written."""
+
+
+class UnauthenticatedError(HopeError, PermissionError):
+    """The request does not prove who sent it (e.g. a store event without a valid signature); nothing was done."""
+
+
+class TooLargeError(HopeError):
+    """An upload, or the volume it declares once decompressed, is larger than the server accepts; nothing was read."""

@@ -35,12 +35,14 @@ class StoredStack:
     series_uid: str
 
 
-def store_stack(orthanc_url: str, phantom: str, seed: int, spec: SliceSpec, slices: int = 6) -> StoredStack:
-    """Store one phantom stack of ``phantom`` type (``slices`` slices) as a CT series of a new study."""
+def store_stack(orthanc_url: str, phantom: str, seed: int, spec: SliceSpec, slices: int = 6,
+                auth: tuple[str, str] | None = None) -> StoredStack:
+    """Store one phantom stack of ``phantom`` type (``slices`` slices) as a CT series of a new study, as ``auth``
+    (Orthanc's ``(username, password)``)."""
     stack = phantom_stack(phantom, seed, spec, slices=slices)
     identity = new_identity(f"HOPE-RARE-{seed:04d}", study_description=f"Phantom {phantom}",
                             series_description=f"Phantom {phantom} seed {seed}")
-    store_volume(orthanc_url, stack.hu, stack.spacing, identity)
+    store_volume(orthanc_url, stack.hu, stack.spacing, identity, auth=auth)
     return StoredStack(stack, identity.study_instance_uid, identity.series_instance_uid)
 
 
@@ -76,9 +78,12 @@ def label_and_record(hope_url: str, stored: StoredStack, tumor_value: int, tumor
 
 
 def load_fewshot_demo(orthanc_url: str, hope_url: str, types: Iterable[DemoFewShotType], tumor_value: int,
-                      spec: SliceSpec, first_seed: int, progress: bool = True
+                      spec: SliceSpec, first_seed: int, progress: bool = True, auth: tuple[str, str] | None = None
                       ) -> dict[str, tuple[list[StoredStack], StoredStack]]:
-    """Per demo type: its labelled, recorded cases and one unlabelled case; seeds count up from ``first_seed``."""
+    """Per demo type: its labelled, recorded cases and one unlabelled case; seeds count up from ``first_seed``.
+
+    The series are stored in Orthanc as ``auth`` (Orthanc's ``(username, password)``).
+    """
     types = list(types)
     seed = first_seed
     result: dict[str, tuple[list[StoredStack], StoredStack]] = {}
@@ -87,12 +92,12 @@ def load_fewshot_demo(orthanc_url: str, hope_url: str, types: Iterable[DemoFewSh
     for demo in types:
         labelled: list[StoredStack] = []
         for _ in range(demo.labelled):
-            stored = store_stack(orthanc_url, demo.phantom, seed, spec)
+            stored = store_stack(orthanc_url, demo.phantom, seed, spec, auth=auth)
             label_and_record(hope_url, stored, tumor_value, demo.tumor_type, demo.verdict)
             labelled.append(stored)
             seed += 1
             bar.update()
-        result[demo.tumor_type] = (labelled, store_stack(orthanc_url, demo.phantom, seed, spec))
+        result[demo.tumor_type] = (labelled, store_stack(orthanc_url, demo.phantom, seed, spec, auth=auth))
         seed += 1
         bar.update()
     bar.close()

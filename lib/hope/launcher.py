@@ -4,6 +4,9 @@ Environment: ``HOPE_DATA_DIR`` (./data), ``HOPE_PORT`` (8000), ``HOPE_ORTHANC_HT
 ``HOPE_ORTHANC_DICOM_PORT`` (4242), ``HOPE_DEMO`` (1; 0 skips the demo phantoms),
 ``HOPE_ORTHANC_POSTGRES_URL`` (unset: SQLite; ``postgresql://user:password@host:port/database`` puts Orthanc's index
 in that PostgreSQL database), ``HOPE_ORTHANC_POSTGRES_STORAGE`` (0; 1 puts the DICOM files there too).
+
+Who may reach Orthanc comes from ``orthanc:`` of ``configs/server.yaml``. Orthanc's HTTP credentials and the key
+its plugin signs store events with are generated at first start into ``HOPE_DATA_DIR/secrets`` (mode 0600).
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import signal
 import threading
 from pathlib import Path
 
-from hope.config import load_server_settings, load_task
+from hope.config import ServerSettings, load_server_settings, load_task
 from hope.demo import load_demo
 from hope.fewshot.config import load_fewshot_task
 from hope.fewshot_demo import load_fewshot_demo
@@ -46,25 +49,28 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     data_dir = Path(os.environ.get("HOPE_DATA_DIR", "data")).resolve()
     port = _env_int("HOPE_PORT", 8000)
+    settings = load_server_settings()
     orthanc_settings = OrthancSettings(
         data_dir=data_dir / "orthanc",
         http_port=_env_int("HOPE_ORTHANC_HTTP_PORT", 8042),
         dicom_port=_env_int("HOPE_ORTHANC_DICOM_PORT", 4242),
         hope_url=f"http://127.0.0.1:{port}",
         postgresql=_postgres_index(),
+        access=settings.orthanc,
+        secrets_dir=data_dir / "secrets",
     )
     orthanc = orthanc_process(orthanc_settings)
-    server = hope_server_process(orthanc_settings.dicomweb_url, port, data_dir)
+    server = hope_server_process(orthanc_settings, port, data_dir)
     stop = threading.Event()
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
         logger.info(f"starting Orthanc (data in {orthanc_settings.data_dir}) ...")
         orthanc.start()
-        _load_demo_once(data_dir, orthanc_settings.url)
+        _load_demo_once(data_dir, settings, orthanc_settings)
         logger.info("starting the HOPE server ...")
         server.start(timeout=300)
-        _load_fewshot_demo_once(data_dir, orthanc_settings.url, f"http://127.0.0.1:{port}")
+        _load_fewshot_demo_once(data_dir, settings, orthanc_settings, f"http://127.0.0.1:{port}")
         _print_urls(port, orthanc_settings)
         while not stop.wait(1.0):
             for proc in (orthanc, server):
@@ -77,44 +83,46 @@ def main() -> None:
         logger.info("stopped.")
 
 
-def _load_demo_once(data_dir: Path, orthanc_url: str) -> None:
+def _load_demo_once(data_dir: Path, settings: ServerSettings, orthanc: OrthancSettings) -> None:
     marker = data_dir / ".demo-loaded"
     if os.environ.get("HOPE_DEMO", "1") == "0" or marker.exists():
         return
-    settings = load_server_settings()
     demo = settings.demo
     task = load_task(settings.tasks[0])
-    load_demo(orthanc_url, task.labels, range(demo.first_seed, demo.first_seed + demo.cases))
+    load_demo(orthanc.url, task.labels, range(demo.first_seed, demo.first_seed + demo.cases), auth=orthanc.auth)
     marker.write_text("demo phantoms stored\n")
 
 
-def _load_fewshot_demo_once(data_dir: Path, orthanc_url: str, hope_url: str) -> None:
+def _load_fewshot_demo_once(data_dir: Path, settings: ServerSettings, orthanc: OrthancSettings,
+                            hope_url: str) -> None:
     """Rare-tumour phantoms, labelled and recorded through HOPE, so the few-shot tasks have support sets."""
     marker = data_dir / ".fewshot-demo-loaded"
-    settings = load_server_settings()
     if os.environ.get("HOPE_DEMO", "1") == "0" or marker.exists() or "fewshot_tumor" not in settings.fewshot_tasks:
         return
     fewshot = load_fewshot_task("fewshot_tumor")
     load_fewshot_demo(
-        orthanc_url,
+        orthanc.url,
         hope_url,
         settings.demo.fewshot,
         load_task(settings.tasks[0]).labels[fewshot.lesion_label],
         fewshot.slices,
         settings.demo.fewshot_first_seed,
+        auth=orthanc.auth,
     )
     marker.write_text("rare-tumour demo phantoms stored, labelled and recorded\n")
 
 
 def _print_urls(port: int, orthanc: OrthancSettings) -> None:
     base = f"http://127.0.0.1:{port}"
+    senders = ", ".join(f"{s.aet} at {s.host}" for s in orthanc.access.dicom_senders) or (
+        "no sender (list them under orthanc.dicom_senders of configs/server.yaml)")
     logger.info(
         "\nHOPE is running. Press Ctrl-C to stop.\n"
         f"  OHIF viewer        {base}/ohif/\n"
         f"  API docs           {base}/docs\n"
-        f"  Orthanc Explorer   {orthanc.url}/app/explorer.html\n"
+        f"  Orthanc Explorer   {orthanc.url}/app/explorer.html (user and password in {orthanc.credentials_file})\n"
         f"  DICOMweb           {orthanc.dicomweb_url}\n"
-        f"  DICOM (C-STORE)    AET HOPE on port {orthanc.dicom_port}\n"
+        f"  DICOM (C-STORE)    AET HOPE on port {orthanc.dicom_port}, from {senders}\n"
         f"  3D Slicer          MONAI Label module, server {base}\n"
     )
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import tempfile
 import time
 from collections.abc import Callable
@@ -17,7 +18,14 @@ from pydicom.dataset import Dataset
 from pydicom.uid import ExplicitVRLittleEndian
 from pynetdicom import AE
 
+from hope.config.server import DicomSender, OrthancAccess
 from hope.dicom.volume import read_series
+from hope.sync.signing import EventKey
+
+#: The AE title the tests C-STORE as, from this machine.
+TEST_SENDER = DicomSender(aet="HOPE-TEST", host="127.0.0.1")
+#: An Orthanc that accepts the tests' C-STOREs (``OrthancSettings(access=C_STORE_ACCESS)``).
+C_STORE_ACCESS = OrthancAccess(dicom_senders=(TEST_SENDER,))
 
 
 def poll(fn: Callable[[], Any], timeout: float, what: str, interval: float = 0.5) -> Any:
@@ -99,9 +107,16 @@ def wait_for_training(hope_url: str, timeout: float) -> dict[str, Any]:
     return poll(finished, timeout, "training to finish", interval=1.0)
 
 
+def post_event(hope_url: str, event: dict[str, Any], key: EventKey) -> requests.Response:
+    """``POST /hope/events`` signed with ``key``, exactly as HOPE's Orthanc plugin posts it."""
+    body = json.dumps(event).encode()
+    headers = {"Content-Type": "application/json", **key.sign(body)}
+    return requests.post(f"{hope_url}/hope/events", data=body, headers=headers, timeout=30)
+
+
 def c_store(dicom_port: int, datasets: list[Dataset]) -> None:
-    """Send ``datasets`` to Orthanc (AET HOPE) by DICOM C-STORE, as a modality does."""
-    ae = AE(ae_title="HOPE-TEST")
+    """Send ``datasets`` to Orthanc (AET HOPE) by DICOM C-STORE as :data:`TEST_SENDER`, as a modality does."""
+    ae = AE(ae_title=TEST_SENDER.aet)
     for sop_class in {ds.SOPClassUID for ds in datasets}:
         ae.add_requested_context(sop_class, ExplicitVRLittleEndian)
     assoc = ae.associate("127.0.0.1", dicom_port, ae_title="HOPE")

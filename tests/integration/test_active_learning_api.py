@@ -21,14 +21,20 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory, spine_labels: dict[str, int]) -> Iterator[tuple[str, list]]:
+    """A HOPE server with background scoring on its own Orthanc, and four phantoms stored there.
+
+    Leases last the whole module: the scored-strategy test leases three series (a, b, then a's next), rare_first
+    one more, in either order.
+    """
     tmp = tmp_path_factory.mktemp("al")
     orthanc = OrthancSettings(data_dir=tmp / "orthanc", http_port=free_port(), dicom_port=free_port())
     orthanc_proc = orthanc_process(orthanc)
     orthanc_proc.start(timeout=60)
-    stored = [store_phantom(orthanc.url, generate_neck_ct(s, spine_labels), f"AL-{s}") for s in (151, 152, 153)]
+    stored = [store_phantom(orthanc.url, generate_neck_ct(s, spine_labels), f"AL-{s}", auth=orthanc.auth)
+              for s in (151, 152, 153, 154)]
     port = free_port()
     configs = config_dir_with(tmp, retrain={"enabled": False}, activelearning={"background_scoring": True})
-    server = hope_server_process(orthanc.dicomweb_url, port, tmp / "hope", {"HOPE_CONFIG_DIR": str(configs)})
+    server = hope_server_process(orthanc, port, tmp / "hope", {"HOPE_CONFIG_DIR": str(configs)})
     server.start(timeout=300)
     yield f"http://127.0.0.1:{port}", stored
     server.stop()

@@ -1,7 +1,7 @@
 """The walking skeleton, end to end: real Orthanc, real HOPE server, real clients over HTTP and DICOMweb.
 
 Store phantoms -> list -> infer -> save a final label as DICOM SEG -> read it back -> train -> infer again,
-plus the bad-input answers.
+plus the bad-input answers. Each test stores what it needs through fixtures: any one of them runs alone.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import pydicom
 import pytest
 import requests
 from dicomweb_client import DICOMwebClient
+from pydicom.dataset import Dataset
 from pydicom.uid import generate_uid
 
 from hope.demo import StoredPhantom, store_phantom
@@ -40,16 +41,33 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def client(orthanc: OrthancSettings) -> DICOMwebClient:
     """A plain dicomweb-client on the test Orthanc."""
-    return DICOMwebClient(orthanc.dicomweb_url)
+    return orthanc.dicomweb_client()
 
 
 @pytest.fixture(scope="module")
 def phantoms(orthanc: OrthancSettings, spine_labels: dict[str, int]) -> list[StoredPhantom]:
     """Three phantom CT series stored in Orthanc."""
     return [
-        store_phantom(orthanc.url, generate_neck_ct(seed, spine_labels), patient_id=f"TEST-{seed}")
+        store_phantom(orthanc.url, generate_neck_ct(seed, spine_labels), patient_id=f"TEST-{seed}", auth=orthanc.auth)
         for seed in (11, 12, 13)
     ]
+
+
+@pytest.fixture(scope="module")
+def real_ct(client: DICOMwebClient, shared_data: Path) -> list[Dataset]:
+    """The JPEG 2000 CT from TotalSegmentator's test data, stored in Orthanc by STOW-RS."""
+    datasets = [pydicom.dcmread(p) for p in sorted((shared_data / "ct-abdomen-totalseg" / "dicom").glob("*"))]
+    client.store_instances(datasets)
+    return datasets
+
+
+@pytest.fixture(scope="module")
+def final_labels(hope_url: str, client: DICOMwebClient, phantoms: list[StoredPhantom]) -> list[StoredPhantom]:
+    """The second and third phantoms with their final labels saved (SEGs in Orthanc): the training cases."""
+    for stored in phantoms[1:]:
+        image = series_volume(client, stored.study_uid, stored.series_uid)
+        assert put_label(hope_url, stored.series_uid, nifti_bytes(stored.phantom.label, image)).status_code == 200
+    return phantoms[1:]
 
 
 def _listed_images(hope_url: str) -> dict[str, dict]:
@@ -59,8 +77,7 @@ def _listed_images(hope_url: str) -> dict[str, dict]:
 
 
 def test_lists_every_image_modality_but_not_seg(
-    hope_url: str, client: DICOMwebClient, phantoms: list[StoredPhantom], spine_labels: dict[str, int],
-    shared_data: Path,
+    hope_url: str, client: DICOMwebClient, phantoms: list[StoredPhantom], real_ct: list[Dataset]
 ) -> None:
     """CT, MR, DX and compressed real CT stored by STOW-RS all appear in HOPE's listing within seconds."""
     phantom = phantoms[0].phantom
@@ -69,10 +86,8 @@ def test_lists_every_image_modality_but_not_seg(
     dx.Modality = "DX"
     dx.SOPClassUID = "1.2.840.10008.5.1.4.1.1.1.1"  # Digital X-Ray Image Storage - For Presentation
     dx.SeriesInstanceUID = generate_uid()
-    real_ct = [pydicom.dcmread(p) for p in sorted((shared_data / "ct-abdomen-totalseg" / "dicom").glob("*"))]
     client.store_instances(mr)
     client.store_instances([dx])
-    client.store_instances(real_ct)
     expected = {
         phantoms[0].series_uid: "CT",
         mr[0].SeriesInstanceUID: "MR",
@@ -105,9 +120,9 @@ def test_infer_returns_label_on_series_grid(
     np.testing.assert_allclose(label.GetDirection(), image.GetDirection(), atol=1e-4)
 
 
-def test_infer_on_compressed_real_ct(hope_url: str, shared_data: Path) -> None:
+def test_infer_on_compressed_real_ct(hope_url: str, real_ct: list[Dataset]) -> None:
     """The JPEG 2000 CT from TotalSegmentator's test data is fetched, decoded and segmented."""
-    uid = pydicom.dcmread(next((shared_data / "ct-abdomen-totalseg" / "dicom").glob("*"))).SeriesInstanceUID
+    uid = real_ct[0].SeriesInstanceUID
     response = requests.post(f"{hope_url}/infer/spine_ct", params={"image": uid, "output": "image"}, timeout=600)
     assert response.status_code == 200, response.text
     assert read_nifti_bytes(response.content).GetSize() == (512, 512, 20)
@@ -139,12 +154,9 @@ def test_final_label_becomes_seg_in_orthanc(
 
 
 def test_train_publishes_a_new_model_used_without_restart(
-    hope_url: str, client: DICOMwebClient, phantoms: list[StoredPhantom]
+    hope_url: str, phantoms: list[StoredPhantom], final_labels: list[StoredPhantom]
 ) -> None:
     """One epoch on the final labels read back from Orthanc changes the served model; inference still works."""
-    for stored in phantoms[1:]:
-        image = series_volume(client, stored.study_uid, stored.series_uid)
-        assert put_label(hope_url, stored.series_uid, nifti_bytes(stored.phantom.label, image)).status_code == 200
     before = model_checksum(hope_url, "spine_ct")
 
     response = requests.post(f"{hope_url}/train/spine_ct", json={"max_epochs": 1, "val_split": 0.0}, timeout=60)
@@ -169,7 +181,9 @@ def test_unknown_series_is_404_with_reason(hope_url: str) -> None:
     assert uid in response.json()["detail"]
 
 
-def test_seg_series_is_not_an_image(hope_url: str, client: DICOMwebClient, phantoms: list[StoredPhantom]) -> None:
+def test_seg_series_is_not_an_image(
+    hope_url: str, client: DICOMwebClient, final_labels: list[StoredPhantom]
+) -> None:
     """Inference on a SEG series answers 422 instead of segmenting the segmentation."""
     poll(lambda: seg_series(client), timeout=30, what="a SEG in the store")
     seg_uid = seg_series(client)[0].SeriesInstanceUID
@@ -199,8 +213,11 @@ def test_out_of_bounds_training_parameters_are_422(hope_url: str) -> None:
     assert "learning_rate" in response.json()["detail"]
 
 
-def test_broken_training_run_keeps_the_served_model(hope_url: str) -> None:
-    """A training process that dies (as under the OOM killer) is reported as failed; the served model stays."""
+def test_broken_training_run_keeps_the_served_model(hope_url: str, final_labels: list[StoredPhantom]) -> None:
+    """A training process that dies (as under the OOM killer) is reported as failed; the served model stays.
+
+    ``final_labels``: with training cases, the run gets as far as training (it is killed there, not short of data).
+    """
     before = model_checksum(hope_url, "spine_ct")
     response = requests.post(f"{hope_url}/train/spine_ct", json={"max_epochs": 50, "val_split": 0.0}, timeout=60)
     assert response.status_code == 200, response.text

@@ -17,7 +17,18 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def study(orthanc: OrthancSettings, spine_labels: dict[str, int]) -> StoredPhantom:
-    return store_phantom(orthanc.url, generate_neck_ct(91, spine_labels), patient_id="CASES-91")
+    return store_phantom(orthanc.url, generate_neck_ct(91, spine_labels), patient_id="CASES-91", auth=orthanc.auth)
+
+
+@pytest.fixture(scope="module")
+def recorded_study(orthanc: OrthancSettings, hope_url: str, spine_labels: dict[str, int]) -> StoredPhantom:
+    """A second study, stored and recorded as a chordoma."""
+    stored = store_phantom(orthanc.url, generate_neck_ct(92, spine_labels), patient_id="CASES-92", auth=orthanc.auth)
+    created = _put(
+        hope_url, stored.study_uid, tumor_type="chordoma", verdict="malignant", confirmation="pathology", reason="r"
+    )
+    assert created.status_code == 201, created.text
+    return stored
 
 
 def _put(hope_url: str, uid: str, **body: str) -> requests.Response:
@@ -61,9 +72,9 @@ def test_unknown_study_and_bad_values_are_refused_with_reasons(hope_url: str, st
     assert "dragon" in bad.text and "terrible" in bad.text
 
 
-def test_csv_import_is_all_or_nothing(hope_url: str, study: StoredPhantom) -> None:
+def test_csv_import_is_all_or_nothing(hope_url: str, recorded_study: StoredPhantom) -> None:
     csv = (
-        f"study_uid,tumor_type,verdict,confirmation\n{study.study_uid},schwannoma,benign,pathology\n"
+        f"study_uid,tumor_type,verdict,confirmation\n{recorded_study.study_uid},schwannoma,benign,pathology\n"
         f"{generate_uid()},schwannoma,benign,pathology\n"
     )
     response = requests.post(
@@ -74,4 +85,4 @@ def test_csv_import_is_all_or_nothing(hope_url: str, study: StoredPhantom) -> No
     )
     assert response.status_code == 422
     assert "line 3" in response.text
-    assert requests.get(f"{hope_url}/cases/{study.study_uid}", timeout=30).json()["tumor_type"] == "chordoma"
+    assert requests.get(f"{hope_url}/cases/{recorded_study.study_uid}", timeout=30).json()["tumor_type"] == "chordoma"

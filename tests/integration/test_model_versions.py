@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 import requests
-from dicomweb_client import DICOMwebClient
 
 from hope.demo import store_phantom
 from hope.phantoms import generate_neck_ct
@@ -24,8 +23,8 @@ def _versions(hope_url: str) -> dict:
 @pytest.fixture(scope="module")
 def trained(hope_url: str, orthanc: OrthancSettings, spine_labels: dict[str, int]) -> dict:
     """A final label in the store and one finished training run on top of the initial version."""
-    stored = store_phantom(orthanc.url, generate_neck_ct(51, spine_labels), patient_id="VERSIONS-51")
-    image = series_volume(DICOMwebClient(orthanc.dicomweb_url), stored.study_uid, stored.series_uid)
+    stored = store_phantom(orthanc.url, generate_neck_ct(51, spine_labels), patient_id="VERSIONS-51", auth=orthanc.auth)
+    image = series_volume(orthanc.dicomweb_client(), stored.study_uid, stored.series_uid)
     assert put_label(hope_url, stored.series_uid, nifti_bytes(stored.phantom.label, image)).status_code == 200
     response = requests.post(
         f"{hope_url}/train/spine_ct",

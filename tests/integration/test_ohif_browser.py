@@ -25,6 +25,7 @@ import pytest
 import requests
 from dicomweb_client import DICOMwebClient
 from PIL import Image
+from playwright.sync_api import sync_playwright
 from pydicom.dataset import Dataset
 
 from hope.config import REPO_ROOT
@@ -57,8 +58,7 @@ def browser() -> Iterator[Any]:
     """Debian's Chromium, headless, driven by Playwright (never a downloaded browser)."""
     if not CHROMIUM.is_file():
         pytest.skip(f"{CHROMIUM} is missing: install Debian's chromium (scripts/setup.sh does, HOPE_WITH_BROWSER=1)")
-    sync_api = pytest.importorskip("playwright.sync_api")
-    with sync_api.sync_playwright() as playwright:
+    with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
         yield browser
         browser.close()
@@ -117,8 +117,8 @@ def test_annotate_in_ohif(browser: Any, orthanc: OrthancSettings, hope_url: str,
         "HOPE does not serve configs/ohif/app-config.js at /ohif/app-config.js (MONAI Label's bundled one answers): "
         "mount hope.ohif.ohif_router() in front of MONAI Label's routes"
     )
-    stored = store_phantom(orthanc.url, generate_neck_ct(121, spine_labels), patient_id=PATIENT_ID)
-    client = DICOMwebClient(orthanc.dicomweb_url)
+    stored = store_phantom(orthanc.url, generate_neck_ct(121, spine_labels), patient_id=PATIENT_ID, auth=orthanc.auth)
+    client = orthanc.dicomweb_client()
     completed_before = _completed(hope_url)
 
     context = browser.new_context(viewport=VIEWPORT)

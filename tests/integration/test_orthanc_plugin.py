@@ -1,8 +1,8 @@
 """HOPE's Orthanc plugin in a real Orthanc: validation, events to HOPE, retries, restarts, REST routes.
 
-HOPE is played by :class:`HopeStub`, a small real HTTP server in the test process that records the events
-posted to ``/hope/events`` and can answer 503 or be stopped. Series arrive the ways real modalities send them:
-DICOM C-STORE (pynetdicom), STOW-RS (dicomweb-client) and Orthanc's REST API.
+HOPE is played by :class:`HopeStub`, a small real HTTP server in the test process that checks the signature of the
+events posted to ``/hope/events`` (as HOPE does), records them, and can answer 503 or be stopped. Series arrive the
+ways real modalities send them: DICOM C-STORE (pynetdicom), STOW-RS (dicomweb-client) and Orthanc's REST API.
 """
 
 from __future__ import annotations
@@ -13,21 +13,23 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
-from dicomweb_client import DICOMwebClient
 from pydicom.dataset import Dataset
 
 from hope.demo import store_phantom
 from hope.dicom.seg import label_to_seg
 from hope.dicom.series_writer import new_identity, volume_to_datasets
+from hope.errors import UnauthenticatedError
 from hope.phantoms import Phantom, generate_neck_ct
 from hope.services.orthanc import OrthancSettings, orthanc_process
 from hope.services.process import ManagedProcess, free_port
+from hope.sync.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, EventKey
 
-from .helpers import c_store, poll
+from .helpers import C_STORE_ACCESS, c_store, poll
 
 pytestmark = pytest.mark.slow
 
@@ -35,9 +37,15 @@ EVENT_TIMEOUT = 30.0  # s; an event normally arrives ~2 s after the last instanc
 
 
 class HopeStub:
-    """HOPE's ``POST /hope/events`` and ``GET /hope/state`` on a free port; :attr:`unavailable` answers 503."""
+    """HOPE's ``POST /hope/events`` and ``GET /hope/state`` on a free port; :attr:`unavailable` answers 503.
 
-    def __init__(self) -> None:
+    Events must be signed with the key in ``<secrets_dir>/events.key`` (the plugin's ``Hope.SecretFile``), or are
+    answered 401, as HOPE answers them.
+    """
+
+    def __init__(self, secrets_dir: Path) -> None:
+        self.secrets_dir = secrets_dir
+        self.key = EventKey.load(secrets_dir / "events.key")
         self.port = free_port()
         self.unavailable = False
         self.state: dict[str, dict[str, Any]] = {}
@@ -89,8 +97,13 @@ class HopeStub:
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                self._answer(*stub._record(body))
+                raw = self.rfile.read(int(self.headers["Content-Length"]))
+                try:
+                    stub.key.verify(raw, self.headers[TIMESTAMP_HEADER], self.headers[SIGNATURE_HEADER])
+                except UnauthenticatedError as exc:
+                    self._answer(401, {"detail": exc.reason})
+                    return
+                self._answer(*stub._record(json.loads(raw)))
 
             def do_GET(self) -> None:
                 self._answer(200, {"series": stub.state})
@@ -118,7 +131,7 @@ class PluginOrthanc:
 
     def get(self, path: str) -> Any:
         """``GET`` on Orthanc's REST API (the plugin's routes included), parsed."""
-        response = requests.get(f"{self.settings.url}{path}", timeout=10)
+        response = requests.get(f"{self.settings.url}{path}", auth=self.settings.auth, timeout=10)
         response.raise_for_status()
         return response.json()
 
@@ -143,9 +156,9 @@ class Series:
 
 
 @pytest.fixture(scope="module")
-def hope() -> Iterator[HopeStub]:
+def hope(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HopeStub]:
     """The HOPE stand-in, listening."""
-    stub = HopeStub()
+    stub = HopeStub(tmp_path_factory.mktemp("secrets"))
     stub.start()
     yield stub
     stub.stop()
@@ -161,6 +174,8 @@ def orthanc(tmp_path_factory: pytest.TempPathFactory, hope: HopeStub) -> Iterato
         stable_age=1,
         hope_url=hope.url,
         hope_retry_seconds=0.5,
+        access=C_STORE_ACCESS,
+        secrets_dir=hope.secrets_dir,
     )
     server = PluginOrthanc(settings, orthanc_process(settings))
     server.process.start(timeout=60)
@@ -175,7 +190,7 @@ def _series(seed: int, labels: dict[str, int]) -> Series:
 
 
 def _stow(settings: OrthancSettings, datasets: list[Dataset]) -> None:
-    DICOMwebClient(settings.dicomweb_url).store_instances(datasets)
+    settings.dicomweb_client().store_instances(datasets)
 
 
 def _wait_for(hope: HopeStub, event_type: str, series_uid: str) -> dict[str, Any]:
@@ -249,17 +264,23 @@ def test_invalid_series_are_flagged_with_the_reason(
         assert view["validation"] == {"valid": False, "reasons": reasons}
         assert len(orthanc.get(f"/series/{event['orthanc_id']}")["Instances"]) == event["instances"]
 
-    missing = requests.get(f"{orthanc.settings.url}/hope/series/1.2.3.4", timeout=10)
+    missing = requests.get(f"{orthanc.settings.url}/hope/series/1.2.3.4", auth=orthanc.settings.auth, timeout=10)
     assert missing.status_code == 404
     assert "1.2.3.4" in missing.json()["error"]
 
 
 def test_seg_is_reported_and_makes_its_series_final(
-    orthanc: PluginOrthanc, hope: HopeStub, c_stored: Series, stowed: Series, spine_labels: dict[str, int]
+    orthanc: PluginOrthanc, hope: HopeStub, spine_labels: dict[str, int]
 ) -> None:
-    """A stored SEG gives seg_stored with the referenced series, whose state becomes final; HOPE's state shows."""
-    _wait_for(hope, "series_stable", c_stored.uid)
-    seg = label_to_seg(c_stored.phantom.label, c_stored.datasets, spine_labels)
+    """A stored SEG gives seg_stored with the referenced series, whose state becomes final; HOPE's state shows.
+
+    Its own two series: ``c_stored`` and ``stowed`` stay unlabelled for the other tests.
+    """
+    labelled, suggested = _series(108, spine_labels), _series(109, spine_labels)
+    for series in (labelled, suggested):
+        _stow(orthanc.settings, series.datasets)
+        _wait_for(hope, "series_stable", series.uid)
+    seg = label_to_seg(labelled.phantom.label, labelled.datasets, spine_labels)
     _stow(orthanc.settings, [seg])
 
     event = _wait_for(hope, "seg_stored", seg.SeriesInstanceUID)
@@ -267,16 +288,16 @@ def test_seg_is_reported_and_makes_its_series_final(
         "id": f"seg_stored:{seg.SeriesInstanceUID}",
         "type": "seg_stored",
         "series_uid": seg.SeriesInstanceUID,
-        "study_uid": c_stored.datasets[0].StudyInstanceUID,
+        "study_uid": labelled.datasets[0].StudyInstanceUID,
         "modality": "SEG",
         "orthanc_id": "",
-        "referenced_series_uid": c_stored.uid,
-        "segment_labels": [name for name, value in spine_labels.items() if (c_stored.phantom.label == value).any()],
+        "referenced_series_uid": labelled.uid,
+        "segment_labels": [name for name, value in spine_labels.items() if (labelled.phantom.label == value).any()],
     }
-    assert orthanc.get(f"/hope/series/{c_stored.uid}")["state"] == "final"
+    assert orthanc.get(f"/hope/series/{labelled.uid}")["state"] == "final"
 
-    hope.state = {stowed.uid: {"suggestion_model_version": "spine_ct:7", "final": False}}
-    view = orthanc.get(f"/hope/series/{stowed.uid}")
+    hope.state[suggested.uid] = {"suggestion_model_version": "spine_ct:7", "final": False}
+    view = orthanc.get(f"/hope/series/{suggested.uid}")
     assert (view["state"], view["suggestion_model_version"]) == ("suggested", "spine_ct:7")
     assert seg.SeriesInstanceUID not in {s["series_uid"] for s in orthanc.get("/hope/series")}
 
@@ -292,7 +313,8 @@ def _troubled(orthanc: PluginOrthanc, series_uid: str, error: str) -> bool:
 def test_events_wait_while_hope_is_down(orthanc: PluginOrthanc, hope: HopeStub, spine_labels: dict[str, int]) -> None:
     """HOPE answering 503, then not listening at all: the event stays pending and arrives once HOPE is back."""
     hope.unavailable = True
-    stored = store_phantom(orthanc.settings.url, generate_neck_ct(105, spine_labels), patient_id="PLUGIN-105")
+    stored = store_phantom(orthanc.settings.url, generate_neck_ct(105, spine_labels), patient_id="PLUGIN-105",
+                           auth=orthanc.settings.auth)
     poll(lambda: _troubled(orthanc, stored.series_uid, "HTTP 503"), EVENT_TIMEOUT, "a refused delivery", 0.1)
     hope.stop()
     poll(lambda: _troubled(orthanc, stored.series_uid, "refused"), EVENT_TIMEOUT, "a refused connection", 0.1)
@@ -311,10 +333,12 @@ def test_pending_events_survive_a_restart_and_nothing_is_sent_twice(
     orthanc: PluginOrthanc, hope: HopeStub, spine_labels: dict[str, int]
 ) -> None:
     """An event still pending when Orthanc stops is delivered after the restart; delivered ones are not resent."""
-    delivered = store_phantom(orthanc.settings.url, generate_neck_ct(106, spine_labels), patient_id="PLUGIN-106")
+    delivered = store_phantom(orthanc.settings.url, generate_neck_ct(106, spine_labels), patient_id="PLUGIN-106",
+                              auth=orthanc.settings.auth)
     _wait_for(hope, "series_stable", delivered.series_uid)
     hope.unavailable = True
-    pending = store_phantom(orthanc.settings.url, generate_neck_ct(107, spine_labels), patient_id="PLUGIN-107")
+    pending = store_phantom(orthanc.settings.url, generate_neck_ct(107, spine_labels), patient_id="PLUGIN-107",
+                            auth=orthanc.settings.auth)
     poll(lambda: _troubled(orthanc, pending.series_uid, "HTTP 503"), EVENT_TIMEOUT, "a refused delivery", 0.1)
     delivered_before = len(hope.accepted())
 

@@ -11,6 +11,7 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
@@ -77,7 +78,7 @@ def pg_orthanc(postgres: PostgresServer, tmp_path_factory: pytest.TempPathFactor
 def pg_hope_url(pg_orthanc: OrthancSettings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A real HOPE server against the PostgreSQL-backed Orthanc."""
     port = free_port()
-    process = hope_server_process(pg_orthanc.dicomweb_url, port, tmp_path_factory.mktemp("pg-hope") / "hope")
+    process = hope_server_process(pg_orthanc, port, tmp_path_factory.mktemp("pg-hope") / "hope")
     process.start(timeout=300)
     yield f"http://127.0.0.1:{port}"
     process.stop()
@@ -85,8 +86,8 @@ def pg_hope_url(pg_orthanc: OrthancSettings, tmp_path_factory: pytest.TempPathFa
 
 @pytest.fixture(scope="module")
 def pg_client(pg_orthanc: OrthancSettings) -> DICOMwebClient:
-    """A plain dicomweb-client on the PostgreSQL-backed Orthanc."""
-    return DICOMwebClient(pg_orthanc.dicomweb_url)
+    """A dicomweb-client on the PostgreSQL-backed Orthanc, logged in."""
+    return pg_orthanc.dicomweb_client()
 
 
 @pytest.fixture(scope="module")
@@ -94,13 +95,40 @@ def pg_phantoms(pg_orthanc: OrthancSettings) -> list[StoredPhantom]:
     """Two phantom CT series stored in the PostgreSQL-backed Orthanc."""
     labels = load_task("spine_ct").labels
     return [
-        store_phantom(pg_orthanc.url, generate_neck_ct(seed, labels), patient_id=f"PG-{seed}") for seed in SEEDS
+        store_phantom(pg_orthanc.url, generate_neck_ct(seed, labels), patient_id=f"PG-{seed}", auth=pg_orthanc.auth)
+        for seed in SEEDS
     ]
 
 
 def _resource_counts(postgres: PostgresServer) -> dict[int, int]:
     rows = postgres.psql("SELECT resourcetype, count(*) FROM resources GROUP BY resourcetype")
     return {int(t): int(n) for t, n in (line.split("|") for line in rows.splitlines() if line)}
+
+
+@pytest.fixture(scope="module")
+def stored_counts(
+    postgres: PostgresServer, pg_orthanc: OrthancSettings, pg_phantoms: list[StoredPhantom]
+) -> tuple[dict[int, int], dict[str, Any]]:
+    """PostgreSQL's resource rows and Orthanc's ``/statistics`` once the phantoms are stored, before any SEG."""
+    stats = requests.get(f"{pg_orthanc.url}/statistics", auth=pg_orthanc.auth, timeout=30).json()
+    return _resource_counts(postgres), stats
+
+
+@pytest.fixture(scope="module")
+def final_labels(
+    postgres: PostgresServer,
+    pg_hope_url: str,
+    pg_client: DICOMwebClient,
+    pg_phantoms: list[StoredPhantom],
+    stored_counts: tuple[dict[int, int], dict[str, Any]],
+) -> int:
+    """Both phantoms' final labels saved through HOPE (after ``stored_counts``); the series rows there were before."""
+    series_before = _resource_counts(postgres)[SERIES]
+    for stored in pg_phantoms:
+        image = series_volume(pg_client, stored.study_uid, stored.series_uid)
+        response = put_label(pg_hope_url, stored.series_uid, nifti_bytes(stored.phantom.label, image))
+        assert response.status_code == 200, response.text
+    return series_before
 
 
 # -- configuration (no servers) ----------------------------------------------------------------------------------
@@ -155,13 +183,17 @@ def test_postgres_url_is_parsed() -> None:
 
 def test_orthanc_reports_the_postgresql_backends(pg_orthanc: OrthancSettings) -> None:
     """Orthanc's /system names the PostgreSQL index and storage plugins as its database and storage area."""
-    system = requests.get(f"{pg_orthanc.url}/system", timeout=30).json()
+    system = requests.get(f"{pg_orthanc.url}/system", auth=pg_orthanc.auth, timeout=30).json()
     assert "PostgreSQLIndex" in (system.get("DatabaseBackendPlugin") or ""), system
     assert "PostgreSQLStorage" in (system.get("StorageAreaPlugin") or ""), system
 
 
 def test_stored_series_are_indexed_in_postgresql(
-    postgres: PostgresServer, pg_orthanc: OrthancSettings, pg_hope_url: str, pg_phantoms: list[StoredPhantom]
+    postgres: PostgresServer,
+    pg_orthanc: OrthancSettings,
+    pg_hope_url: str,
+    pg_phantoms: list[StoredPhantom],
+    stored_counts: tuple[dict[int, int], dict[str, Any]],
 ) -> None:
     """Both series are listed by HOPE; Orthanc's resources and files are rows in PostgreSQL, not SQLite or files."""
     expected = {p.series_uid for p in pg_phantoms}
@@ -175,8 +207,7 @@ def test_stored_series_are_indexed_in_postgresql(
     objects = poll(listed, timeout=60, what="the phantom series to be listed")
     assert {objects[uid]["image"]["info"]["Modality"] for uid in expected} == {"CT"}
 
-    stats = requests.get(f"{pg_orthanc.url}/statistics", timeout=30).json()
-    counts = _resource_counts(postgres)
+    counts, stats = stored_counts
     assert counts[PATIENT] == stats["CountPatients"] == len(SEEDS)
     assert counts[SERIES] == stats["CountSeries"] == len(SEEDS)
     assert counts[INSTANCE] == stats["CountInstances"] == sum(p.phantom.image.shape[0] for p in pg_phantoms)
@@ -200,15 +231,10 @@ def test_infer_returns_label_on_series_grid(
 
 
 def test_final_labels_become_segs_in_postgresql(
-    postgres: PostgresServer, pg_hope_url: str, pg_client: DICOMwebClient, pg_phantoms: list[StoredPhantom]
+    postgres: PostgresServer, pg_client: DICOMwebClient, pg_phantoms: list[StoredPhantom], final_labels: int
 ) -> None:
     """Each final label is a SEG in Orthanc referencing its series, and a new series row in PostgreSQL."""
-    series_before = _resource_counts(postgres)[SERIES]
-    for stored in pg_phantoms:
-        image = series_volume(pg_client, stored.study_uid, stored.series_uid)
-        response = put_label(pg_hope_url, stored.series_uid, nifti_bytes(stored.phantom.label, image))
-        assert response.status_code == 200, response.text
-
+    series_before = final_labels
     segs = seg_series(pg_client)
     referenced = set()
     for seg in segs:
@@ -222,7 +248,7 @@ def test_final_labels_become_segs_in_postgresql(
     assert modalities.count("SEG") == len(pg_phantoms)
 
 
-def test_training_on_labels_read_back_publishes_a_new_model(pg_hope_url: str, pg_phantoms: list[StoredPhantom]) -> None:
+def test_training_on_labels_read_back_publishes_a_new_model(pg_hope_url: str, final_labels: int) -> None:
     """One epoch on the final labels read back from the PostgreSQL-backed Orthanc changes the served model."""
     before = model_checksum(pg_hope_url, "spine_ct")
     response = requests.post(f"{pg_hope_url}/train/spine_ct", json={"max_epochs": 1, "val_split": 0.0}, timeout=60)

@@ -17,7 +17,7 @@ from hope.services.hope_server import hope_server_process
 from hope.services.orthanc import OrthancSettings, orthanc_process
 from hope.services.process import free_port
 
-from .helpers import c_store, poll
+from .helpers import C_STORE_ACCESS, c_store, poll
 
 pytestmark = pytest.mark.slow
 SALT = "test-salt-0123456789"
@@ -42,19 +42,21 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         stable_age=1,
         hope_url=hope_url,
         hope_retry_seconds=0.5,
+        access=C_STORE_ACCESS,
     )
     map_file = tmp / "private" / "pseudonyms.sqlite"
     settings.overrides = {
         "Hope": {
             "Url": hope_url,
             "StateDirectory": str(settings.hope_plugin_dir),
+            "SecretFile": str(settings.event_key_file),
             "RetrySeconds": 0.5,
             "Pseudonymize": {"Enabled": True, "Salt": SALT, "MapFile": str(map_file)},
         }
     }
     orthanc = orthanc_process(settings)
     orthanc.start(timeout=60)
-    server = hope_server_process(settings.dicomweb_url, port, tmp / "hope")
+    server = hope_server_process(settings, port, tmp / "hope")
     server.start(timeout=300)
     yield Stack(settings, hope_url, map_file)
     server.stop()
@@ -62,7 +64,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 
 
 def _patient_ids(stack: Stack) -> set[str]:
-    patients = requests.get(f"{stack.orthanc.url}/patients?expand", timeout=30).json()
+    patients = requests.get(f"{stack.orthanc.url}/patients?expand", auth=stack.orthanc.auth, timeout=30).json()
     return {p["MainDicomTags"]["PatientID"] for p in patients}
 
 

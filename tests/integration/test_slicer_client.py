@@ -21,7 +21,6 @@ import numpy as np
 import pytest
 import requests
 import SimpleITK as sitk
-from dicomweb_client import DICOMwebClient
 from pydicom.dataset import Dataset
 
 from hope.demo import StoredPhantom, store_phantom
@@ -39,7 +38,7 @@ SEEDS = (41, 42, 43)
 def phantoms(orthanc: OrthancSettings, spine_labels: dict[str, int]) -> dict[str, StoredPhantom]:
     """Three unlabelled phantom CT series in Orthanc, by SeriesInstanceUID."""
     stored = [
-        store_phantom(orthanc.url, generate_neck_ct(seed, spine_labels), patient_id=f"SLICER-{seed}")
+        store_phantom(orthanc.url, generate_neck_ct(seed, spine_labels), patient_id=f"SLICER-{seed}", auth=orthanc.auth)
         for seed in SEEDS
     ]
     return {s.series_uid: s for s in stored}
@@ -115,7 +114,7 @@ def test_slicer_annotation_session(
     # 5. Submit Label: Slicer sends the corrected labelmap on the downloaded image's grid, without a tag.
     corrected = tmp_path / "corrected.nii.gz"
     corrected.write_bytes(nifti_bytes(stored.phantom.label, image))
-    client = DICOMwebClient(orthanc.dicomweb_url)
+    client = orthanc.dicomweb_client()
     before = {s.SeriesInstanceUID for s in seg_series(client)}
     label_info = [{"name": name, "idx": value} for name, value in spine_labels.items()]
     saved = slicer.save_label(image_id, str(corrected), params={"label_info": label_info})

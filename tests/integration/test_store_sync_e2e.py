@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 import requests
-from dicomweb_client import DICOMwebClient
 
 from hope.dicom.seg import label_to_seg
 from hope.dicom.series_writer import new_identity, volume_to_datasets
@@ -21,7 +20,7 @@ from hope.services.orthanc import OrthancSettings, orthanc_process
 from hope.services.process import ManagedProcess, free_port
 
 from ..conftest import config_dir_with
-from .helpers import c_store, poll
+from .helpers import C_STORE_ACCESS, c_store, poll
 
 pytestmark = pytest.mark.slow
 RETRAIN_AFTER = 2
@@ -41,7 +40,7 @@ class Stack:
         """Start the HOPE server again on the same port and data folder."""
         port = int(self.hope_url.rsplit(":", 1)[1])
         self.server = hope_server_process(
-            self.orthanc.dicomweb_url, port, self.data_dir, {"HOPE_CONFIG_DIR": str(self.config_dir)}
+            self.orthanc, port, self.data_dir, {"HOPE_CONFIG_DIR": str(self.config_dir)}
         )
         self.server.start(timeout=300)
 
@@ -53,12 +52,12 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     hope_url = f"http://127.0.0.1:{port}"
     orthanc = OrthancSettings(
         data_dir=tmp / "orthanc", http_port=free_port(), dicom_port=free_port(), stable_age=1,
-        hope_url=hope_url, hope_retry_seconds=0.5,
+        hope_url=hope_url, hope_retry_seconds=0.5, access=C_STORE_ACCESS,
     )
     config_dir = config_dir_with(tmp, retrain={"enabled": True, "after_new_final_labels": RETRAIN_AFTER})
     orthanc_proc = orthanc_process(orthanc)
     orthanc_proc.start(timeout=60)
-    server = hope_server_process(orthanc.dicomweb_url, port, tmp / "hope", {"HOPE_CONFIG_DIR": str(config_dir)})
+    server = hope_server_process(orthanc, port, tmp / "hope", {"HOPE_CONFIG_DIR": str(config_dir)})
     server.start(timeout=300)
     s = Stack(orthanc, hope_url, server, tmp / "hope", config_dir)
     yield s
@@ -77,7 +76,7 @@ def _state(stack: Stack, uid: str) -> dict:
 
 
 def _orthanc_view(stack: Stack, uid: str) -> dict:
-    return requests.get(f"{stack.orthanc.url}/hope/series/{uid}", timeout=30).json()
+    return requests.get(f"{stack.orthanc.url}/hope/series/{uid}", auth=stack.orthanc.auth, timeout=30).json()
 
 
 def test_c_stored_series_has_its_suggestion_ready_before_anyone_asks(
@@ -102,7 +101,7 @@ def test_seg_stored_in_orthanc_counts_within_seconds_and_triggers_retraining(
     stack: Stack, spine_labels: dict[str, int]
 ) -> None:
     """SEGs stored straight into Orthanc (as OHIF or Slicer do) are final labels within seconds; the N-th retrains."""
-    client = DICOMwebClient(stack.orthanc.dicomweb_url)
+    client = stack.orthanc.dicomweb_client()
     for seed in range(70, 70 + RETRAIN_AFTER):
         phantom, datasets = _ct(seed, spine_labels)
         client.store_instances(datasets)
@@ -129,9 +128,10 @@ def test_events_sent_while_hope_is_down_arrive_after_it_restarts(
     stack.server.stop()
     _, datasets = _ct(81, spine_labels)
     uid = datasets[0].SeriesInstanceUID
-    DICOMwebClient(stack.orthanc.dicomweb_url).store_instances(datasets)
-    poll(lambda: requests.get(f"{stack.orthanc.url}/hope/outbox", timeout=30).json()["pending"] > 0, 30,
+    stack.orthanc.dicomweb_client().store_instances(datasets)
+    outbox = f"{stack.orthanc.url}/hope/outbox"
+    poll(lambda: requests.get(outbox, auth=stack.orthanc.auth, timeout=30).json()["pending"] > 0, 30,
          "the event to wait in Orthanc's outbox")
     stack.restart_hope()
     poll(lambda: _state(stack, uid).get("suggestion_model_version"), 300, "the suggestion after the restart")
-    assert requests.get(f"{stack.orthanc.url}/hope/outbox", timeout=30).json()["pending"] == 0
+    assert requests.get(outbox, auth=stack.orthanc.auth, timeout=30).json()["pending"] == 0

@@ -1,7 +1,7 @@
 """A precomputed suggestion survives a HOPE restart: the first request after it is answered from the suggestion.
 
-Its own Orthanc (without HOPE's plugin: the store event is posted by hand, as the plugin would) and its own HOPE
-server, started twice on the same data folder.
+Its own Orthanc (without HOPE's plugin: the store event is posted by hand, signed as the plugin would) and its own
+HOPE server, started twice on the same data folder.
 """
 
 from __future__ import annotations
@@ -18,9 +18,10 @@ from hope.phantoms import generate_neck_ct
 from hope.services.hope_server import hope_server_process
 from hope.services.orthanc import OrthancSettings, orthanc_process
 from hope.services.process import ManagedProcess, free_port
+from hope.sync.signing import EventKey
 
 from ..conftest import config_dir_with
-from .helpers import poll
+from .helpers import poll, post_event
 
 pytestmark = pytest.mark.slow
 
@@ -43,7 +44,7 @@ class Restartable:
     def start_hope(self) -> None:
         """Start HOPE; a previous server must have been stopped."""
         self.server = hope_server_process(
-            self.orthanc.dicomweb_url, self.port, self.data_dir, {"HOPE_CONFIG_DIR": str(self.config_dir)}
+            self.orthanc, self.port, self.data_dir, {"HOPE_CONFIG_DIR": str(self.config_dir)}
         )
         self.server.start(timeout=300)
 
@@ -75,12 +76,14 @@ def _suggestion_version(url: str, uid: str) -> str | None:
 def test_a_precomputed_suggestion_is_served_at_once_after_a_restart(
     stack: Restartable, spine_labels: dict[str, int]
 ) -> None:
-    stored = store_phantom(stack.orthanc.url, generate_neck_ct(41, spine_labels), patient_id="RESTART-41")
+    stored = store_phantom(stack.orthanc.url, generate_neck_ct(41, spine_labels), patient_id="RESTART-41",
+                           auth=stack.orthanc.auth)
     uid = stored.series_uid
     stack.start_hope()
     event = {"id": f"series_stable:{uid}", "type": "series_stable", "series_uid": uid,
              "study_uid": stored.study_uid, "modality": "CT"}
-    answer = requests.post(f"{stack.url}/hope/events", json=event, timeout=30).json()
+    key = EventKey.load(stack.orthanc.event_key_file)
+    answer = post_event(stack.url, event, key).json()
     assert answer["actions"] == ["suggestion queued for spine_ct"]
     version = poll(lambda: _suggestion_version(stack.url, uid), 120, "the precomputed suggestion")
     stack.stop_hope()
@@ -93,4 +96,4 @@ def test_a_precomputed_suggestion_is_served_at_once_after_a_restart(
     assert params["model_version"] == version
     assert _suggestion_version(stack.url, uid) == version
     # the same event again (the plugin redelivers after a restart) is still a duplicate: nothing is recomputed
-    assert requests.post(f"{stack.url}/hope/events", json=event, timeout=30).json()["duplicate"] is True
+    assert post_event(stack.url, event, key).json()["duplicate"] is True

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 import requests
-from dicomweb_client import DICOMwebClient
 
 from hope.dicom.series_writer import new_identity, volume_to_datasets
 from hope.phantoms import generate_neck_ct
@@ -20,7 +19,7 @@ def test_task_refuses_a_modality_it_was_not_trained_for(
     """``/infer/spine_ct`` on an MR series answered 200 with the CT model's output."""
     phantom = generate_neck_ct(321, spine_labels)
     mr = volume_to_datasets(phantom.image[:8], phantom.spacing, new_identity("SEC-MR", modality="MR"))
-    DICOMwebClient(orthanc.dicomweb_url).store_instances(mr)
+    orthanc.dicomweb_client().store_instances(mr)
     uid = mr[0].SeriesInstanceUID
 
     def listed() -> bool | None:

@@ -106,6 +106,35 @@ def test_bad_server_setting_names_file_and_key(tmp_path: Path, section: str, key
     assert str(tmp_path / "server.yaml") in str(raised.value)
 
 
+def test_orthanc_access_is_typed_and_closed_by_default() -> None:
+    """Orthanc answers this machine only, and takes DICOM from the listed senders only (DCMTK's storescu here)."""
+    access = load_server_settings().orthanc
+    assert access.http_remote_access is False
+    assert [(s.aet, s.host) for s in access.dicom_senders] == [("STORESCU", "127.0.0.1")]
+
+
+@pytest.mark.parametrize(
+    ("orthanc", "message"),
+    [
+        ({"http_remote_access": "no"}, r"orthanc.http_remote_access: expected true or false"),
+        ({"dicom_senders": {"aet": "CT"}}, r"orthanc.dicom_senders: expected a list"),
+        ({"dicom_senders": ["CT@10.0.0.5"]}, r"orthanc.dicom_senders\[0\]: expected a mapping"),
+        ({"dicom_senders": [{"host": "10.0.0.5"}]}, r"orthanc.dicom_senders\[0\].*aet"),
+        ({"dicom_senders": [{"aet": "A" * 17, "host": "10.0.0.5"}]}, r"dicom_senders\[0\].aet: expected an AE title"),
+        ({"dicom_senders": [{"aet": "A\\B", "host": "10.0.0.5"}]}, r"dicom_senders\[0\].aet"),
+        ({"dicom_senders": [{"aet": "  ", "host": "10.0.0.5"}]}, r"dicom_senders\[0\].aet"),
+        ({"dicom_senders": [{"aet": "CT", "host": "ct.example"}]}, r"dicom_senders\[0\].host: expected the IP"),
+    ],
+)
+def test_bad_orthanc_access_names_file_and_key(tmp_path: Path, orthanc: dict, message: str) -> None:
+    data = _server()
+    data["orthanc"] = orthanc
+    (tmp_path / "server.yaml").write_text(yaml.safe_dump(data))
+    with pytest.raises(ConfigError, match=message) as raised:
+        load_server_settings(tmp_path)
+    assert str(tmp_path / "server.yaml") in str(raised.value)
+
+
 def test_unknown_server_section_is_an_error(tmp_path: Path) -> None:
     data = _server()
     data["retrian"] = {"enabled": False}

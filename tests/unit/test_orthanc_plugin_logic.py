@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from hope.errors import UnauthenticatedError
 from hope.orthanc_plugin.catalog import Catalog, SeriesRecord
 from hope.orthanc_plugin.config import PluginConfig
 from hope.orthanc_plugin.events import build_event
@@ -22,6 +23,9 @@ from hope.orthanc_plugin.validation import validate_series
 from hope.orthanc_plugin.views import series_view
 from hope.orthanc_plugin.worklist import Worklist
 from hope.services.process import free_port
+from hope.sync.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, EventKey
+
+KEY = EventKey(b"k" * 32)
 
 
 def _slice(k: int, **overrides: Any) -> dict[str, Any]:
@@ -233,13 +237,20 @@ def test_outbox_survives_reopening(tmp_path: Path) -> None:
 # --- HTTP to HOPE --------------------------------------------------------------------------------------------
 
 
+Received = list[tuple[dict[str, str], bytes]]
+
+
 @pytest.fixture
-def answering() -> Iterator[tuple[str, list[int]]]:
-    """A local HTTP server answering every request with the next status of the returned list (JSON body)."""
+def answering() -> Iterator[tuple[str, list[int], Received]]:
+    """A local HTTP server answering every request with the next status of the returned list (JSON body); the
+    third item collects each request's headers (lower-case names) and body."""
     statuses: list[int] = []
+    received: Received = []
 
     class Handler(BaseHTTPRequestHandler):
         def _answer(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            received.append(({k.lower(): v for k, v in self.headers.items()}, self.rfile.read(length)))
             status = statuses.pop(0)
             body = json.dumps({"accepted": True, "duplicate": False, "series": {}, "detail": f"HTTP {status}"})
             self.send_response(status)
@@ -254,28 +265,47 @@ def answering() -> Iterator[tuple[str, list[int]]]:
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}", statuses
+    yield f"http://127.0.0.1:{server.server_address[1]}", statuses, received
     server.shutdown()
     server.server_close()
 
 
-def test_hope_answers_are_classified(answering: tuple[str, list[int]]) -> None:
-    url, statuses = answering
-    client = HopeClient(url, timeout_seconds=2.0)
-    statuses.extend([200, 503, 422, 404, 200])
+def test_hope_answers_are_classified(answering: tuple[str, list[int], Received]) -> None:
+    url, statuses, _ = answering
+    client = HopeClient(url, timeout_seconds=2.0, key=KEY)
+    statuses.extend([200, 503, 422, 401, 404, 200])
     assert client.post_event(_event("series_stable:1:x"))["accepted"] is True
     with pytest.raises(HopeUnavailable, match="HTTP 503"):
         client.post_event(_event("series_stable:1:x"))
     with pytest.raises(HopeRejected, match="HTTP 422"):
+        client.post_event(_event("series_stable:1:x"))
+    with pytest.raises(HopeUnavailable, match="HTTP 401"):  # a refused signature: kept pending until the key is fixed
         client.post_event(_event("series_stable:1:x"))
     with pytest.raises(HopeUnavailable, match="HTTP 404"):  # e.g. an older HOPE without the route: retry later
         client.series_state()
     assert client.series_state() == {}
 
 
+def test_events_are_signed_over_the_exact_body(answering: tuple[str, list[int], Received]) -> None:
+    """HOPE can verify what the plugin posts with the shared key; another key, or a changed body, does not verify."""
+    url, statuses, received = answering
+    statuses.append(200)
+    HopeClient(url, timeout_seconds=2.0, key=KEY).post_event(_event("series_stable:1:x"))
+    (headers, body), = received
+    timestamp, signature = headers[TIMESTAMP_HEADER.lower()], headers[SIGNATURE_HEADER.lower()]
+    assert json.loads(body)["id"] == "series_stable:1:x"
+    KEY.verify(body, timestamp, signature)
+    with pytest.raises(UnauthenticatedError, match="badly signed"):
+        EventKey(b"other key" * 4).verify(body, timestamp, signature)
+    with pytest.raises(UnauthenticatedError, match="badly signed"):
+        KEY.verify(body.replace(b'"series_stable"', b'"seg_stored"'), timestamp, signature)
+
+
 def test_unreachable_hope_is_unavailable() -> None:
     with pytest.raises(HopeUnavailable, match="refused"):
-        HopeClient(f"http://127.0.0.1:{free_port()}", timeout_seconds=2.0).post_event(_event("series_stable:1:x"))
+        HopeClient(f"http://127.0.0.1:{free_port()}", timeout_seconds=2.0, key=KEY).post_event(
+            _event("series_stable:1:x")
+        )
 
 
 class RecordingLog:
@@ -302,14 +332,15 @@ def _until(predicate: Any, timeout: float = 10.0) -> None:
 
 
 def test_service_rejects_malformed_events_and_gives_up_on_vanished_series(
-    tmp_path: Path, answering: tuple[str, list[int]]
+    tmp_path: Path, answering: tuple[str, list[int], Received]
 ) -> None:
     """The threads without Orthanc: a 422 is final (logged, kept as rejected), an unreadable series is dropped."""
-    url, statuses = answering
+    url, statuses, _ = answering
     statuses.append(422)
     log = RecordingLog()
     answers = _orthanc("CT", {f"i{k}": tags for k, tags in enumerate(_ct(3))})
-    service = PluginService(PluginConfig(url, tmp_path, retry_seconds=0.05), answers.__getitem__, log)
+    config = PluginConfig(url, tmp_path, tmp_path / "secrets" / "events.key", retry_seconds=0.05)
+    service = PluginService(config, answers.__getitem__, log)
     service.start()
     try:
         service.on_stable_series("s1")
@@ -363,16 +394,21 @@ def test_series_state_from_segs_and_hope(tmp_path: Path) -> None:
 
 
 def test_config_section_is_checked() -> None:
-    config = PluginConfig.from_section({"Url": "http://127.0.0.1:8000/", "StateDirectory": "/tmp/x"})
-    assert (config.hope_url, config.retry_seconds, config.database.name) == (
+    config = PluginConfig.from_section(
+        {"Url": "http://127.0.0.1:8000/", "StateDirectory": "/tmp/x", "SecretFile": "/s/events.key"}
+    )
+    assert (config.hope_url, config.retry_seconds, config.database.name, config.secret_file) == (
         "http://127.0.0.1:8000",
         30.0,
         "hope-plugin.sqlite",
+        Path("/s/events.key"),
     )
     with pytest.raises(ValueError, match='"Hope" section'):
         PluginConfig.from_section(None)
     with pytest.raises(ValueError, match="RetrySeconds"):
-        PluginConfig.from_section({"Url": "http://h", "StateDirectory": "/x", "RetrySeconds": 0})
+        PluginConfig.from_section({"Url": "http://h", "StateDirectory": "/x", "SecretFile": "/k", "RetrySeconds": 0})
+    with pytest.raises(ValueError, match="SecretFile.*HOPE_EVENT_SECRET_FILE"):
+        PluginConfig.from_section({"Url": "http://h", "StateDirectory": "/x"})
 
 
 def test_backoff_doubles_up_to_the_cap() -> None:

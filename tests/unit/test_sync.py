@@ -20,12 +20,16 @@ from fastapi.testclient import TestClient
 
 from hope.api.sync import build_router
 from hope.config import TaskDefinition, load_task
+from hope.server.errors import install_error_handlers
 from hope.sync.eventlog import EventLog
 from hope.sync.retrain import RetrainTrigger
 from hope.sync.service import SyncService
+from hope.sync.signing import MAX_SKEW_SECONDS, EventKey
 from hope.sync.suggestions import Suggestion, SuggestionCache
 
 CT_UID = "1.2.826.0.1.3680043.8.498.10"
+#: The key the events route of :func:`_app` checks signatures with.
+ROUTE_KEY = EventKey(b"route key, 32 bytes at the least")
 MR_UID = "1.2.826.0.1.3680043.8.498.11"
 
 
@@ -446,7 +450,8 @@ def _service(
 
 def _app(service: SyncService) -> FastAPI:
     app = FastAPI()
-    app.include_router(build_router(service))
+    app.include_router(build_router(service, ROUTE_KEY))
+    install_error_handlers(app)
     return app
 
 
@@ -603,3 +608,44 @@ def test_version_of_a_task_not_served_is_none(
     service = _service(tmp_path, FakeDatastore([]), infer, all_versions, tasks={"spine_ct": spine_ct})
     assert service.version("spine_ct") == "v0001"
     assert service.version("spine_mr") is None  # known to the version source, not served here
+
+
+# ---------------------------------------------------------------------------------------------- the events route
+def _post(client: TestClient, body: bytes, headers: dict[str, str]) -> Any:
+    return client.post("/hope/events", content=body, headers={"Content-Type": "application/json", **headers})
+
+
+def test_the_events_route_refuses_forged_events_and_nothing_changes(
+    tmp_path: Path, spine_ct: TaskDefinition, infer: FakeInfer, all_versions: Versions
+) -> None:
+    """Unsigned, badly signed and stale events are 401 with the reason: no flag, no count, no training, no event id
+    used up; the plugin's signed events are handled."""
+    datastore, start, on_change = FakeDatastore([CT_UID]), Recorder("started"), Recorder()
+    service = _service(tmp_path, datastore, infer, all_versions, tasks={"spine_ct": spine_ct},
+                       start_training=start, on_change=on_change, threshold=2)
+    client = TestClient(_app(service))
+    forged_invalid = json.dumps(_stable(CT_UID, valid=False, reasons=["forged"])).encode()
+    forged_segs = [json.dumps(_seg(f"1.2.3.91{i}", ["C2"])).encode() for i in range(3)]
+    for body in [forged_invalid, *forged_segs]:
+        attempts = {
+            "unsigned event refused": {},
+            "badly signed event refused": EventKey(b"an attacker's guess at the key!!").sign(body),
+            "stale event refused": ROUTE_KEY.sign(body, now=time.time() - MAX_SKEW_SECONDS - 60),
+        }
+        signed_for_another_body = ROUTE_KEY.sign(b'{"id": "an event the plugin did send"}')
+        for reason, headers in [*attempts.items(), ("badly signed event refused", signed_for_another_body)]:
+            response = _post(client, body, headers)
+            assert response.status_code == 401, response.text
+            assert reason in response.json()["detail"]
+    malformed = _post(client, b'{"type": "nonsense"}', {})
+    assert malformed.status_code == 401  # refused before its body is checked
+    assert datastore.flagged == {} and datastore.invalidations == 0
+    assert service.retrain.state()["counted"] == {} and start.calls == [] and on_change.calls == []
+    assert service.state()["series"] == {CT_UID: {"final": False, "suggestion_model_version": None}}
+
+    genuine = json.dumps(_stable(CT_UID, valid=False, reasons=["duplicate positions"])).encode()
+    answer = _post(client, genuine, ROUTE_KEY.sign(genuine))
+    assert answer.status_code == 200 and answer.json()["duplicate"] is False  # the forged id was not used up
+    assert datastore.flagged == {CT_UID: ["duplicate positions"]}
+    signed_malformed = b'{"type": "nonsense"}'
+    assert _post(client, signed_malformed, ROUTE_KEY.sign(signed_malformed)).status_code == 422

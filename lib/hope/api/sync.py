@@ -1,13 +1,19 @@
-"""HTTP routes through which Orthanc's plugin tells HOPE about the store, and admins see HOPE's state."""
+"""HTTP routes through which Orthanc's plugin tells HOPE about the store, and admins see HOPE's state.
+
+Events must be signed by the plugin (:mod:`hope.sync.signing`): an unsigned, badly signed or stale one is answered
+401 with the reason before its fields are checked (a body that is not JSON at all is a 422 first), and changes
+nothing.
+"""
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends, Header, Request
 from pydantic import BaseModel, Field
 
 from hope.sync.service import SyncService
+from hope.sync.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, EventKey
 
 
 class StoreEvent(BaseModel):
@@ -32,11 +38,22 @@ class RetrainSwitch(BaseModel):
     enabled: bool
 
 
-def build_router(service: SyncService) -> APIRouter:
-    """The ``/hope`` routes bound to ``service``."""
+def build_router(service: SyncService, key: EventKey) -> APIRouter:
+    """The ``/hope`` routes bound to ``service``; events must be signed with ``key``."""
     router = APIRouter(prefix="/hope", tags=["HOPE sync"])
 
-    @router.post("/events", summary="Receive a store event (from HOPE's Orthanc plugin)")
+    async def signed_by_the_plugin(
+        request: Request,
+        timestamp: Annotated[str | None, Header(alias=TIMESTAMP_HEADER, description="Unix time of signing")] = None,
+        signature: Annotated[str | None, Header(alias=SIGNATURE_HEADER, description="HMAC-SHA256, hex")] = None,
+    ) -> None:
+        key.verify(await request.body(), timestamp, signature)
+
+    @router.post(
+        "/events",
+        summary="Receive a store event (from HOPE's Orthanc plugin, signed; 401 otherwise)",
+        dependencies=[Depends(signed_by_the_plugin)],
+    )
     def post_event(event: StoreEvent) -> dict[str, Any]:
         return service.handle(event.model_dump())
 

@@ -1,7 +1,9 @@
-"""Server settings (``configs/server.yaml``): the tasks served, the store, retraining, sync, active learning, demo."""
+"""Server settings (``configs/server.yaml``): the tasks served, the store, retraining, sync, active learning, demo,
+HTTP access to HOPE and who may reach Orthanc."""
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,6 +27,33 @@ class HttpSettings:
     allowed_hosts: tuple[str, ...] = ("127.0.0.1", "localhost")
     cors_origins: tuple[str, ...] = ()  # empty: same origin only
     max_upload_mb: float = 512.0
+
+    @property
+    def max_upload_bytes(self) -> int:
+        """:attr:`max_upload_mb` in bytes (1 MB = 2**20 bytes)."""
+        return int(self.max_upload_mb * (1 << 20))
+
+
+@dataclass(frozen=True)
+class DicomSender:
+    """A DICOM modality allowed to send (C-STORE, C-ECHO) to Orthanc: its AE title and the IP address it calls from."""
+
+    aet: str
+    host: str
+
+
+@dataclass(frozen=True)
+class OrthancAccess:
+    """Who may reach Orthanc.
+
+    ``http_remote_access``: whether other machines may use Orthanc's HTTP API (REST, DICOMweb); off, Orthanc
+    answers only this machine. Credentials are required either way (generated at first start).
+    ``dicom_senders``: the only modalities whose associations Orthanc accepts, for C-STORE and C-ECHO, each from
+    its own address; every other AE title, and C-FIND, C-MOVE and C-GET, are refused.
+    """
+
+    http_remote_access: bool = False
+    dicom_senders: tuple[DicomSender, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -82,9 +111,12 @@ class ServerSettings:
     activelearning: ActiveLearningSettings = field(default_factory=ActiveLearningSettings)
     demo: DemoSettings = field(default_factory=DemoSettings)
     http: HttpSettings = field(default_factory=HttpSettings)
+    orthanc: OrthancAccess = field(default_factory=OrthancAccess)
 
 
-KNOWN_SECTIONS = {"tasks", "fewshot_tasks", "datastore", "retrain", "sync", "activelearning", "demo", "http"}
+KNOWN_SECTIONS = {"tasks", "fewshot_tasks", "datastore", "retrain", "sync", "activelearning", "demo", "http", "orthanc"}
+#: Longest DICOM AE title (characters).
+AE_TITLE_MAX = 16
 
 
 def _strings(raw: dict[str, Any], key: str, default: tuple[str, ...], where: str) -> tuple[str, ...]:
@@ -103,6 +135,32 @@ def _http(raw: dict[str, Any], where: str) -> HttpSettings:
         allowed_hosts=_strings(raw, "allowed_hosts", d.allowed_hosts, where),
         cors_origins=origins,
         max_upload_mb=number(raw, "max_upload_mb", d.max_upload_mb, where, low=1),
+    )
+
+
+def _dicom_sender(entry: Any, at: str) -> DicomSender:
+    if not isinstance(entry, dict):
+        raise ConfigError(f"{at}: expected a mapping {{aet: AE_TITLE, host: IP address}}, got {entry!r}")
+    aet, host = require(entry, "aet", at), require(entry, "host", at)
+    if (not isinstance(aet, str) or not aet.strip() or len(aet) > AE_TITLE_MAX or not aet.isascii()
+            or "\\" in aet or not aet.isprintable()):
+        raise ConfigError(f"{at}.aet: expected an AE title of 1 to {AE_TITLE_MAX} printable ASCII characters "
+                          f"(no backslash), got {aet!r}")
+    try:
+        address = ipaddress.ip_address(str(host))
+    except ValueError:
+        raise ConfigError(f"{at}.host: expected the IP address the sender connects from (Orthanc compares "
+                          f"addresses, not names), got {host!r}") from None
+    return DicomSender(aet=aet, host=str(address))
+
+
+def _orthanc(raw: dict[str, Any], where: str) -> OrthancAccess:
+    senders = raw.get("dicom_senders") or []
+    if not isinstance(senders, list):
+        raise ConfigError(f"{where}.dicom_senders: expected a list of {{aet, host}} mappings, got {senders!r}")
+    return OrthancAccess(
+        http_remote_access=flag(raw, "http_remote_access", OrthancAccess.http_remote_access, where),
+        dicom_senders=tuple(_dicom_sender(entry, f"{where}.dicom_senders[{i}]") for i, entry in enumerate(senders)),
     )
 
 
@@ -166,6 +224,7 @@ def parse_server_settings(data: dict[str, Any], where: str = "server.yaml") -> S
         ),
         demo=_demo(section(data, "demo", where), f"{where}.demo"),
         http=_http(section(data, "http", where), f"{where}.http"),
+        orthanc=_orthanc(section(data, "orthanc", where), f"{where}.orthanc"),
     )
 
 

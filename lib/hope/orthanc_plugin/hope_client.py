@@ -1,4 +1,4 @@
-"""HTTP to HOPE with the standard library: post store events, read per-series state."""
+"""HTTP to HOPE with the standard library: post signed store events, read per-series state."""
 
 from __future__ import annotations
 
@@ -9,7 +9,10 @@ import urllib.request
 from collections.abc import Mapping
 from typing import Any
 
-#: HOPE refuses an event it cannot parse with these; sending it again cannot succeed.
+from hope.sync.signing import EventKey
+
+#: HOPE refuses an event it cannot parse with these; sending it again cannot succeed. A 401 (the signature was
+#: refused: another key, or clocks apart) is not among them: the event stays pending until the setup is fixed.
 REJECTING_STATUSES = frozenset({400, 422})
 STATE_TIMEOUT_SECONDS = 2.0
 
@@ -23,18 +26,20 @@ class HopeRejected(Exception):
 
 
 class HopeClient:
-    """HOPE's ``/hope/events`` and ``/hope/state`` at ``base_url``."""
+    """HOPE's ``/hope/events`` and ``/hope/state`` at ``base_url``; events are signed with ``key``."""
 
-    def __init__(self, base_url: str, timeout_seconds: float) -> None:
+    def __init__(self, base_url: str, timeout_seconds: float, key: EventKey) -> None:
         self.base_url = base_url.rstrip("/")
         self.timeout_seconds = timeout_seconds
+        self.key = key
 
     def post_event(self, event: Mapping[str, Any]) -> dict[str, Any]:
-        """``POST /hope/events``; HOPE's answer, e.g. ``{"accepted": true, "duplicate": false}``.
+        """``POST /hope/events``, signed; HOPE's answer, e.g. ``{"accepted": true, "duplicate": false}``.
 
         Raises :class:`HopeRejected` or :class:`HopeUnavailable`.
         """
-        answer = self._request("POST", "/hope/events", json.dumps(dict(event)).encode(), self.timeout_seconds)
+        body = json.dumps(dict(event)).encode()
+        answer = self._request("POST", "/hope/events", body, self.timeout_seconds, self.key.sign(body))
         if not isinstance(answer, dict):
             raise HopeUnavailable(f"POST {self.base_url}/hope/events answered {answer!r}, not a JSON object")
         return answer
@@ -50,9 +55,13 @@ class HopeClient:
             raise HopeUnavailable(f"GET {self.base_url}/hope/state answered without a 'series' object")
         return series
 
-    def _request(self, method: str, path: str, body: bytes | None, timeout: float) -> Any:
+    def _request(
+        self, method: str, path: str, body: bytes | None, timeout: float, headers: Mapping[str, str] | None = None
+    ) -> Any:
         url = f"{self.base_url}{path}"
-        request = urllib.request.Request(url, data=body, method=method, headers={"Accept": "application/json"})
+        request = urllib.request.Request(
+            url, data=body, method=method, headers={"Accept": "application/json", **(headers or {})}
+        )
         if body is not None:
             request.add_header("Content-Type", "application/json")
         try:

@@ -26,6 +26,7 @@ from hope.orthanc_plugin.outbox import Outbox, OutboxEvent
 from hope.orthanc_plugin.pseudonymize import PseudonymMap, is_original, pseudonymize_study
 from hope.orthanc_plugin.views import outbox_view, series_view
 from hope.orthanc_plugin.worklist import WorkItem, Worklist
+from hope.sync.signing import EventKey
 
 FIRST_RETRY_SECONDS = 0.5
 MAX_WORK_ATTEMPTS = 5  # reading a series from Orthanc; e.g. a series deleted before it was processed
@@ -80,7 +81,7 @@ class PluginService:
         self.worklist = Worklist(config.database)
         self.catalog = Catalog(config.database)
         self.outbox = Outbox(config.database)
-        self.hope = HopeClient(config.hope_url, config.timeout_seconds)
+        self.hope = HopeClient(config.hope_url, config.timeout_seconds, EventKey.load(config.secret_file))
         self._stop = threading.Event()
         self._work_wake = threading.Event()
         self._delivery_wake = threading.Event()

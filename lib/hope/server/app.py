@@ -80,7 +80,7 @@ class HopeApp(MONAILabelApp):
         from hope.server.routes import mount_routes
 
         start_background(self.hope, self._compute_suggestion, self._start_training)
-        mount_routes(fastapi_app, self.hope, lambda name: self._trainers[name].config())
+        mount_routes(fastapi_app, self.hope, lambda name: self._trainers[name].config(), self.on_save_label)
         self._mounted = True
 
     def _compute_suggestion(self, task: str, series_uid: str) -> str:

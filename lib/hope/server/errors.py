@@ -7,7 +7,16 @@ import logging
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from hope.errors import BusyError, ConflictError, HopeError, InvalidInputError, NotFoundError, StoreError
+from hope.errors import (
+    BusyError,
+    ConflictError,
+    HopeError,
+    InvalidInputError,
+    NotFoundError,
+    StoreError,
+    TooLargeError,
+    UnauthenticatedError,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -17,6 +26,8 @@ STATUS: dict[type[HopeError], int] = {
     ConflictError: 409,
     BusyError: 429,
     StoreError: 502,
+    UnauthenticatedError: 401,
+    TooLargeError: 413,
 }
 
 

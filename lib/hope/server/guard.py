@@ -26,13 +26,13 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from hope.config.server import HttpSettings
 
-#: MONAI Label routes HOPE keeps, as (method, path). Everything else of MONAI Label's is removed.
+#: MONAI Label routes HOPE keeps, as (method, path). Everything else of MONAI Label's is removed; HOPE serves its own
+#: ``POST /infer/{model}``, ``POST /activelearning/{strategy}`` and ``POST /train/{model}`` (:mod:`hope.api`).
 MONAI_LABEL_ROUTES: frozenset[tuple[str, str]] = frozenset({
     ("GET", "/"),
     ("GET", "/favicon.ico"),
     ("GET", "/info/"),
-    ("POST", "/infer/{model}"),
-    ("POST", "/activelearning/{strategy}"),
+    ("GET", "/model/info/{model}"),
     ("GET", "/datastore/"),
     ("GET", "/datastore/image"),
     ("HEAD", "/datastore/image"),

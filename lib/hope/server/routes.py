@@ -13,15 +13,19 @@ from typing import Any
 
 from fastapi import APIRouter, FastAPI
 
+from hope.api.activelearning import build_router as activelearning_router
 from hope.api.admin import build_router as admin_router
 from hope.api.cases import build_router as cases_router
 from hope.api.datastore import build_router as datastore_router
 from hope.api.dicomweb_proxy import build_router as proxy_router
+from hope.api.infer import build_router as infer_router
+from hope.api.labels import build_router as labels_router
 from hope.api.ohif import ohif_router
 from hope.api.sync import build_router as sync_router
 from hope.server.collaborators import Collaborators
 from hope.server.errors import install_error_handlers
 from hope.server.guard import install_guards, restrict_routes
+from hope.sync.signing import EventKey
 
 logger = logging.getLogger(__name__)
 
@@ -32,13 +36,15 @@ def _in_front(app: FastAPI, router: APIRouter) -> None:
         app.router.routes.insert(0, route)
 
 
-def mount_routes(app: FastAPI, collab: Collaborators, published_config: Callable[[str], Mapping[str, Any]]) -> None:
+def mount_routes(app: FastAPI, collab: Collaborators, published_config: Callable[[str], Mapping[str, Any]],
+                 on_save_label: Callable[[str, str], Mapping[str, Any] | None]) -> None:
     """Keep only the allowed MONAI Label routes, mount HOPE's in front, guard every request, answer HOPE's errors.
 
     Args:
         app: MONAI Label's FastAPI app (already started: its middleware stack is rebuilt here).
         collab: the server's collaborators.
         published_config: a trainer's configuration as ``/info/`` publishes it, by task name.
+        on_save_label: the app's callback after a label is saved (image id, label id), as MONAI Label calls it.
     """
     removed = restrict_routes(app)
     logger.info(f"removed {len(removed)} MONAI Label routes HOPE does not serve: {', '.join(removed)}")
@@ -47,11 +53,14 @@ def mount_routes(app: FastAPI, collab: Collaborators, published_config: Callable
     _in_front(app, admin_router({name: task.definition for name, task in trained.items()}, registries,
                                 published_config))
     _in_front(app, ohif_router())
+    _in_front(app, infer_router(lambda: collab.infers))
+    _in_front(app, activelearning_router(lambda: collab.strategies))
     _in_front(app, datastore_router())
+    _in_front(app, labels_router(collab.datastore, on_save_label, collab.settings.http.max_upload_bytes))
     if collab.gateway is not None:
         _in_front(app, proxy_router(collab.gateway))
     if collab.sync is not None:
-        app.include_router(sync_router(collab.sync))
+        app.include_router(sync_router(collab.sync, EventKey.load(collab.paths.event_key)))
     if collab.case_repository is not None:
         app.include_router(cases_router(collab.case_repository()))
     install_error_handlers(app)

@@ -1,4 +1,4 @@
-"""Run the HOPE server: ``monailabel start_server`` on ``apps/hope`` against a DICOMweb store."""
+"""Run the HOPE server: ``monailabel start_server`` on ``apps/hope`` against an Orthanc (DICOMweb)."""
 
 from __future__ import annotations
 
@@ -6,30 +6,37 @@ import sys
 from pathlib import Path
 
 from hope.config import REPO_ROOT
+from hope.services.orthanc import OrthancSettings
 from hope.services.process import ManagedProcess
 
 APP_DIR = REPO_ROOT / "apps" / "hope"
 
 
 def hope_server_process(
-    studies: str, port: int, data_dir: Path, extra_env: dict[str, str] | None = None
+    orthanc: OrthancSettings, port: int, data_dir: Path, extra_env: dict[str, str] | None = None
 ) -> ManagedProcess:
-    """A :class:`ManagedProcess` for the HOPE server on 127.0.0.1:``port``.
+    """A :class:`ManagedProcess` for the HOPE server on 127.0.0.1:``port``, against ``orthanc``'s DICOMweb.
 
-    Models go to ``<data_dir>/models`` and the DICOM cache to ``<data_dir>/cache``.
+    Models go to ``<data_dir>/models`` and the DICOM cache to ``<data_dir>/cache``. HOPE logs in to Orthanc with
+    ``orthanc``'s credentials (MONAI Label's ``MONAI_LABEL_DICOMWEB_USERNAME`` / ``_PASSWORD``) and checks store
+    events with the key of ``orthanc``'s plugin (``HOPE_EVENT_SECRET_FILE``).
     """
+    credentials = orthanc.credentials
     env = {
         "HOPE_DATA_DIR": str(data_dir),
         "HOPE_MODEL_DIR": str(data_dir / "models"),
+        "HOPE_EVENT_SECRET_FILE": str(orthanc.event_key_file),
         "MONAI_LABEL_DICOMWEB_CACHE_PATH": str(data_dir / "cache"),
+        "MONAI_LABEL_DICOMWEB_USERNAME": credentials.username,
+        "MONAI_LABEL_DICOMWEB_PASSWORD": credentials.password,
         "PYTHONUNBUFFERED": "1",
         **(extra_env or {}),
     }
     return ManagedProcess(
         name="HOPE server",
         command=[
-            sys.executable, "-m", "monailabel.main", "start_server", "--app", str(APP_DIR), "--studies", studies,
-            "--host", "127.0.0.1", "--port", str(port),
+            sys.executable, "-m", "monailabel.main", "start_server", "--app", str(APP_DIR),
+            "--studies", orthanc.dicomweb_url, "--host", "127.0.0.1", "--port", str(port),
         ],
         log_path=data_dir / "hope.log",
         ready_url=f"http://127.0.0.1:{port}/info/",

@@ -20,10 +20,10 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def http_ok(url: str, timeout: float = 2.0) -> bool:
-    """Whether ``GET url`` answers 200."""
+def http_ok(url: str, timeout: float = 2.0, auth: tuple[str, str] | None = None) -> bool:
+    """Whether ``GET url`` (with basic ``auth``, if given) answers 200."""
     try:
-        return requests.get(url, timeout=timeout).status_code == 200
+        return requests.get(url, timeout=timeout, auth=auth).status_code == 200
     except requests.RequestException:
         return False
 
@@ -38,7 +38,10 @@ def wait_until(predicate: Callable[[], bool], timeout: float, what: str, interva
 
 
 class ManagedProcess:
-    """Run ``command`` with its output in ``log_path``; ``start`` returns once ``ready_url`` answers 200."""
+    """Run ``command`` with its output in ``log_path``; ``start`` returns once ``ready_url`` answers 200.
+
+    ``ready_auth``: basic-auth credentials of ``ready_url``, when it needs them.
+    """
 
     def __init__(
         self,
@@ -48,11 +51,13 @@ class ManagedProcess:
         ready_url: str,
         env: dict[str, str] | None = None,
         cwd: Path | None = None,
+        ready_auth: tuple[str, str] | None = None,
     ) -> None:
         self.name = name
         self.command = list(command)
         self.log_path = log_path
         self.ready_url = ready_url
+        self.ready_auth = ready_auth
         self.env = env
         self.cwd = cwd
         self.process: subprocess.Popen | None = None
@@ -80,7 +85,7 @@ class ManagedProcess:
 
     def _ready_or_dead(self) -> bool:
         assert self.process is not None
-        return self.process.poll() is not None or http_ok(self.ready_url)
+        return self.process.poll() is not None or http_ok(self.ready_url, auth=self.ready_auth)
 
     def log_tail(self, lines: int = 40) -> str:
         """The last lines of the process log."""
