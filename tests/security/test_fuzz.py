@@ -46,7 +46,7 @@ def test_no_operation_answers_a_server_error(fuzzed_hope: str, tmp_path: Path) -
         "--workers", "1", "--seed", "1", "--no-color",
         "--report", "junit", "--report-dir", str(tmp_path),
     ]
-    run = subprocess.run(command, capture_output=True, text=True, timeout=900, check=False)
+    run = subprocess.run(command, capture_output=True, text=True, timeout=900, check=False, cwd=tmp_path)
     summary = run.stdout[-4000:]
     assert run.returncode == 0, f"schemathesis found server errors:\n{summary}\n{run.stderr[-2000:]}"
     assert "Test cases:" in run.stdout and " passed" in run.stdout, summary
