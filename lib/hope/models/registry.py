@@ -12,6 +12,7 @@ task reloads it when its modification time changes, so switching versions needs 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import shutil
@@ -47,6 +48,14 @@ class ModelVersion:
             if key in self.metrics:
                 return float(self.metrics[key])
         return -1.0
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 class ModelRegistry:
@@ -140,14 +149,16 @@ class ModelRegistry:
         fileio.write_json(self.root / "serving.json", {"pinned": pinned}, indent=None)
 
     def apply(self) -> None:
-        """Make the served file hold the serving version's weights (atomic; no-op when already so)."""
+        """Make the served file hold the serving version's weights (atomic; no-op when it already holds them,
+        byte for byte: a served file changed behind the registry's back is restored)."""
         with self._lock:
             chosen = self.serving()
             if chosen is None:
                 return
             source = self.root / chosen.version / "model.pt"
             marker = self.root / "served_version"
-            if self.served_path.exists() and marker.exists() and marker.read_text() == chosen.version:
+            if (self.served_path.exists() and marker.exists() and marker.read_text() == chosen.version
+                    and _sha256(self.served_path) == _sha256(source)):
                 return
             fileio.copy(source, self.served_path)
             fileio.write_text(marker, chosen.version)
