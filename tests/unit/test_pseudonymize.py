@@ -40,6 +40,7 @@ def test_plugin_config_reads_the_section(tmp_path: Path) -> None:
         {
             "Url": "http://127.0.0.1:8000",
             "StateDirectory": str(tmp_path),
+            "SecretFile": str(tmp_path / "events.key"),
             "Pseudonymize": {"Enabled": True, "Salt": "0123456789", "MapFile": str(tmp_path / "map.sqlite")},
         }
     )
