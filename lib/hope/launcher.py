@@ -1,5 +1,8 @@
 """``python -m hope.launcher``: start Orthanc and the HOPE server, load demo data once, stop both on Ctrl-C.
 
+Both are supervised (:class:`hope.services.supervisor.Supervisor`): one that exits is restarted with back-off
+(1 s, 2 s, 4 s ... at most 60 s), and each exit and restart is logged with its exit code.
+
 Environment: ``HOPE_DATA_DIR`` (./data), ``HOPE_PORT`` (8000), ``HOPE_ORTHANC_HTTP_PORT`` (8042),
 ``HOPE_ORTHANC_DICOM_PORT`` (4242), ``HOPE_DEMO`` (1; 0 skips the demo phantoms),
 ``HOPE_ORTHANC_POSTGRES_URL`` (unset: SQLite; ``postgresql://user:password@host:port/database`` puts Orthanc's index
@@ -14,8 +17,8 @@ from __future__ import annotations
 import logging
 import os
 import signal
-import threading
 from pathlib import Path
+from types import FrameType
 
 from hope.config import ServerSettings, load_server_settings, load_task
 from hope.demo import load_demo
@@ -23,6 +26,7 @@ from hope.fewshot.config import load_fewshot_task
 from hope.fewshot_demo import load_fewshot_demo
 from hope.services.hope_server import hope_server_process
 from hope.services.orthanc import OrthancSettings, PostgresIndex, orthanc_process
+from hope.services.supervisor import Supervisor
 
 logger = logging.getLogger("hope.launcher")
 
@@ -45,7 +49,7 @@ def _postgres_index() -> PostgresIndex | None:
 
 
 def main() -> None:
-    """Run both services in the foreground until SIGINT or SIGTERM."""
+    """Run both services in the foreground, restarting either when it exits, until SIGINT or SIGTERM."""
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     data_dir = Path(os.environ.get("HOPE_DATA_DIR", "data")).resolve()
     port = _env_int("HOPE_PORT", 8000)
@@ -61,26 +65,33 @@ def main() -> None:
     )
     orthanc = orthanc_process(orthanc_settings)
     server = hope_server_process(orthanc_settings, port, data_dir)
-    stop = threading.Event()
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    supervisor = Supervisor()
+    signal.signal(signal.SIGINT, _interrupt)
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         logger.info(f"starting Orthanc (data in {orthanc_settings.data_dir}) ...")
-        orthanc.start()
+        supervisor.start(orthanc, timeout=120)
         _load_demo_once(data_dir, settings, orthanc_settings)
         logger.info("starting the HOPE server ...")
-        server.start(timeout=300)
+        supervisor.start(server, timeout=300)
         _load_fewshot_demo_once(data_dir, settings, orthanc_settings, f"http://127.0.0.1:{port}")
         _print_urls(port, orthanc_settings)
-        while not stop.wait(1.0):
-            for proc in (orthanc, server):
-                if not proc.running():
-                    raise SystemExit(f"{proc.name} stopped unexpectedly; its log:\n{proc.log_tail()}")
+        supervisor.run()
+    except KeyboardInterrupt:
+        pass
     finally:
+        # A second Ctrl-C must not cut the stop short: the services run in their own sessions and would stay up.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         logger.info("stopping ...")
         server.stop()
         orthanc.stop()
         logger.info("stopped.")
+
+
+def _interrupt(signum: int, _frame: FrameType | None) -> None:
+    """SIGINT and SIGTERM interrupt whatever the launcher waits on (a start, a restart's back-off) to stop."""
+    raise KeyboardInterrupt(signal.Signals(signum).name)
 
 
 def _load_demo_once(data_dir: Path, settings: ServerSettings, orthanc: OrthancSettings) -> None:

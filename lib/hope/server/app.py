@@ -21,14 +21,20 @@ from monailabel.utils.async_tasks.task import AsyncTask
 import hope
 from hope.errors import NotFoundError
 from hope.server.collaborators import Collaborators, StoreAccess, build_collaborators, start_background
+from hope.server.lifetime import bind_to_server, mark_server
 from hope.server.paths import RuntimePaths
 from hope.sync.precomputed import precomputed_result
 
 
 class HopeApp(MONAILabelApp):
-    """MONAI Label app serving every task listed in ``configs/server.yaml``."""
+    """MONAI Label app serving every task listed in ``configs/server.yaml``.
+
+    In MONAI Label's task subprocesses (training), it first binds the process's life to the server's
+    (:mod:`hope.server.lifetime`): a run whose server died ends at once and publishes nothing.
+    """
 
     def __init__(self, app_dir: str, studies: str, conf: dict[str, str]) -> None:
+        bind_to_server()
         access = StoreAccess(studies, monailabel_settings.MONAI_LABEL_DICOMWEB_USERNAME or "",
                              monailabel_settings.MONAI_LABEL_DICOMWEB_PASSWORD or "")
         paths = RuntimePaths.from_environment(monailabel_settings.MONAI_LABEL_DICOMWEB_CACHE_PATH)
@@ -75,6 +81,7 @@ class HopeApp(MONAILabelApp):
         super().server_mode(mode)
         if not mode or self._mounted:
             return
+        mark_server()
         from monailabel.app import app as fastapi_app  # the running server's FastAPI app
 
         from hope.server.routes import mount_routes

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -61,6 +62,7 @@ class ManagedProcess:
         self.env = env
         self.cwd = cwd
         self.process: subprocess.Popen | None = None
+        self._stopped = False  # its process group was signalled by stop(): a second stop() must not signal a reused id
 
     def start(self, timeout: float = 120.0) -> None:
         """Start the process and wait until it is ready; on failure, raise with the log's tail."""
@@ -74,6 +76,7 @@ class ManagedProcess:
             cwd=self.cwd,
             start_new_session=True,
         )
+        self._stopped = False
         log.close()
         try:
             wait_until(self._ready_or_dead, timeout, f"{self.name} at {self.ready_url}")
@@ -97,14 +100,31 @@ class ManagedProcess:
         """Whether the process is alive."""
         return self.process is not None and self.process.poll() is None
 
+    def exit_code(self) -> int | None:
+        """The process's exit status once it has exited (negative: killed by that signal), else ``None``."""
+        return None if self.process is None else self.process.poll()
+
     def stop(self, timeout: float = 20.0) -> None:
-        """SIGTERM the process group, then SIGKILL it if it has not exited within ``timeout`` s."""
-        if self.process is None or self.process.poll() is not None:
+        """SIGTERM the process group, then SIGKILL it if it has not exited within ``timeout`` s.
+
+        If the process has exited already, SIGKILL what it left in its group (e.g. the HOPE server's training run).
+        """
+        if self.process is None or self._stopped:
             return
-        pgid = os.getpgid(self.process.pid)
-        os.killpg(pgid, signal.SIGTERM)
+        self._stopped = True
+        group = self.process.pid  # started in a new session: it leads its own process group
+        if self.process.poll() is not None:
+            _kill_group(group, signal.SIGKILL)
+            return
+        _kill_group(group, signal.SIGTERM)
         try:
             self.process.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
-            os.killpg(pgid, signal.SIGKILL)
+            _kill_group(group, signal.SIGKILL)
             self.process.wait(timeout=timeout)
+
+
+def _kill_group(group: int, sig: signal.Signals) -> None:
+    """Send ``sig`` to process group ``group``; an empty group is fine."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(group, sig)
