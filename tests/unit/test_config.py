@@ -94,6 +94,7 @@ def test_server_sections_are_typed() -> None:
         ("sync", "model_poll_seconds", "soon", "sync.model_poll_seconds: expected a float"),
         ("activelearning", "lease_minutes", -1, "activelearning.lease_minutes"),
         ("datastore", "timeout_seconds", 0, "datastore.timeout_seconds"),
+        ("datastore", "stable_wait_seconds", -1, "datastore.stable_wait_seconds"),
     ],
 )
 def test_bad_server_setting_names_file_and_key(tmp_path: Path, section: str, key: str, value: object,

@@ -3,7 +3,9 @@
 The fake answers the five calls the datastore makes (QIDO-RS series and instance searches, series metadata, WADO-RS
 series, STOW-RS) from lists the test fills, and counts the searches so that caching can be checked. Like Orthanc
 (``OverwriteInstances: false``), it keeps one instance per SOP Instance UID and lists what it keeps; it can also
-fail as Orthanc was seen to: a storage that cannot write answers 200 with empty sequences.
+fail as Orthanc was seen to: a storage that cannot write answers 200 with empty sequences. It is also the
+datastore's gateway to Orthanc's REST API, where it answers ``POST /tools/find`` (a series' instances, and whether it
+is stable) from the same lists.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from hope.datastore import orthanc
 from hope.datastore.orthanc import OrthancDatastore
 from hope.dicom.seg import seg_to_label
 from hope.dicom.series_writer import new_identity, volume_to_datasets
-from hope.errors import InvalidInputError, NotFoundError, StoreError, TooLargeError
+from hope.errors import ConflictError, InvalidInputError, NotFoundError, StoreError, TooLargeError
 
 LABELS = {"C1": 1, "C2": 2}
 STUDY = "1.2.826.0.1.3680043.8.498.1"
@@ -73,6 +75,10 @@ class FakeDicomWeb:
         self.stored: list[Dataset] = []  # what STOW-RS stored, one instance per SOP Instance UID
         self.stow_requests = 0
         self.searches = 0
+        self.retrievals = 0  # WADO-RS series retrievals
+        self.rest_requests = 0
+        self.rest_status = 200  # what Orthanc's REST API answers
+        self.arriving: set[str] = set()  # series Orthanc is still receiving (not stable)
         self.metadata_reads = 0
         self.down = False
         self.broken: set[str] = set()  # calls that fail with a connection error
@@ -103,7 +109,24 @@ class FakeDicomWeb:
         self, study_instance_uid: str, series_instance_uid: str, media_types: tuple | None = None
     ) -> list[Dataset]:
         self._call("retrieve_series")
+        self.retrievals += 1
         return list(self.instances[series_instance_uid])
+
+    def rest(self, method: str, path: str, **kwargs: Any) -> requests.Response:
+        """Orthanc's REST API, as :meth:`OrthancGateway.rest` reaches it: ``POST /tools/find`` of a series, expanded."""
+        assert (method, path) == ("POST", "/tools/find"), (method, path)
+        self.rest_requests += 1
+        if "rest" in self.broken:
+            raise StoreError(f"Orthanc at {self.base_url} did not answer {method} {path}: connection refused")
+        wanted = kwargs["json"]["Query"]["SeriesInstanceUID"]
+        found = [{"Type": "Series", "MainDicomTags": {"SeriesInstanceUID": uid},
+                  "Instances": [f"{uid}-{i}" for i in range(len(self.instances.get(uid, [])))],
+                  "IsStable": uid not in self.arriving}
+                 for uid in (s["0020000E"]["Value"][0] for s in self.series) if uid == wanted]
+        response = requests.Response()
+        response.status_code = self.rest_status
+        response._content = json.dumps(found if response.ok else {"Message": "Service Unavailable"}).encode()
+        return response
 
     def search_for_instances(
         self, study_instance_uid: str | None = None, series_instance_uid: str | None = None,
@@ -177,7 +200,8 @@ def store() -> FakeDicomWeb:
 
 
 def _datastore(store: FakeDicomWeb, cache: Path, **settings: Any) -> OrthancDatastore:
-    return OrthancDatastore(Factory(store), DatastoreSettings(**settings), LABELS, cache)  # type: ignore[arg-type]
+    return OrthancDatastore(Factory(store), DatastoreSettings(**settings), LABELS, cache,  # type: ignore[arg-type]
+                            gateway=store)  # type: ignore[arg-type]
 
 
 def _wait_for(predicate: Callable[[], Any], what: str, timeout: float = 10.0) -> None:
@@ -227,7 +251,7 @@ def test_a_cached_listing_expires(store: FakeDicomWeb, tmp_path: Path) -> None:
 
 def test_each_thread_gets_its_own_client(store: FakeDicomWeb, tmp_path: Path) -> None:
     factory = Factory(store)
-    datastore = OrthancDatastore(factory, DatastoreSettings(), LABELS, tmp_path)  # type: ignore[arg-type]
+    datastore = OrthancDatastore(factory, DatastoreSettings(), LABELS, tmp_path, gateway=store)  # type: ignore[arg-type]
     assert datastore.name() == store.base_url
     datastore.name()
     assert factory.calls == 1
@@ -341,8 +365,8 @@ def test_an_image_is_fetched_and_converted_once(store: FakeDicomWeb, tmp_path: P
     uri = Path(datastore.get_image_uri(uid))
     assert uri.name == f"{uid}.nii.gz"
     assert sitk.ReadImage(str(uri)).GetSize() == (10, 12, 4)
-    store.instances.clear()  # a second call must not fetch again
     assert datastore.get_image_uri(uid) == str(uri)
+    assert (store.retrievals, store.rest_requests) == (1, 2)  # a second use asks for the instance count, no more
 
 
 def test_a_final_label_is_stored_as_seg_before_it_is_cached(
@@ -541,6 +565,127 @@ def test_a_cache_that_cannot_be_written_fails_the_save_before_the_store(
     assert _leftovers(tmp_path / "cache") == []
 
 
+# -------------------------------------------------------------------------------------------- series arriving
+def _arriving(store: FakeDicomWeb, ct: Dataset, received: int) -> tuple[str, list[Dataset]]:
+    """Make the store hold the first ``received`` instances of the ``ct`` series, still arriving; its UID and all."""
+    uid = str(ct.SeriesInstanceUID)
+    every = store.instances[uid]
+    store.instances[uid] = every[:received]
+    store.arriving.add(uid)
+    return uid, every
+
+
+def _complete(store: FakeDicomWeb, uid: str, every: list[Dataset]) -> None:
+    """The series has arrived whole, and Orthanc found it stable."""
+    store.instances[uid] = every
+    store.arriving.discard(uid)
+
+
+@pytest.fixture
+def quick_polls(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The datastore asks Orthanc every 10 ms whether a series it waits for is stable."""
+    monkeypatch.setattr(orthanc, "STABLE_POLL_SECONDS", 0.01)
+
+
+@pytest.mark.usefixtures("quick_polls")
+def test_a_series_still_arriving_is_a_conflict_and_nothing_of_it_is_cached(
+    store: FakeDicomWeb, tmp_path: Path, ct: Dataset
+) -> None:
+    """A series fetched mid-transfer was cached truncated for good: inference ran on 45 of 112 slices."""
+    uid, every = _arriving(store, ct, 2)
+    cache = tmp_path / "cache"
+    datastore = _datastore(store, cache, stable_wait_seconds=0.2)
+    started = time.monotonic()
+    with pytest.raises(ConflictError, match=rf"series {uid} is still arriving in the DICOM store \(2 instances so "
+                                            r"far\); try again in a few seconds"):
+        datastore.get_image_uri(uid)
+    assert time.monotonic() - started < 5 and store.rest_requests > 2  # it waited, asking again, then gave up
+    label = tmp_path / "label.bin"
+    label.write_bytes(bytes(10 * 12 * 4))
+    with pytest.raises(ConflictError, match="still arriving"):
+        datastore.save_label(uid, str(label), DefaultLabelTag.FINAL, {})
+    assert store.retrievals == 0 and store.stow_requests == 0
+    assert list(cache.rglob(f"{uid}*")) == [] and _leftovers(cache) == []
+
+    _complete(store, uid, every)
+    assert sitk.ReadImage(datastore.get_image_uri(uid)).GetSize() == (10, 12, 4)
+
+
+def test_a_cached_series_is_fetched_again_when_the_store_holds_other_instances(
+    store: FakeDicomWeb, tmp_path: Path, ct: Dataset
+) -> None:
+    """A series cached with 2 instances (a pause in its transfer made it stable) is fetched again once it has 4."""
+    uid, every = _arriving(store, ct, 2)
+    store.arriving.clear()  # stable: the sender paused for longer than Orthanc's StableAge
+    datastore = _datastore(store, tmp_path / "cache", stable_wait_seconds=0)
+    assert sitk.ReadImage(datastore.get_image_uri(uid)).GetSize() == (10, 12, 2)
+    datastore.save_label(uid, str(_label_file(datastore, uid, tmp_path / "old.nii.gz")), "draft", {})
+    assert datastore.get_labels_by_image_id(uid) == {"draft": uid}
+
+    store.instances[uid] = every[:3]  # the rest is arriving: the cached copy is stale, and nothing can replace it
+    store.arriving.add(uid)
+    with pytest.raises(ConflictError, match=r"\(3 instances so far\)"):
+        datastore.get_image_uri(uid)
+
+    _complete(store, uid, every)
+    uri = datastore.get_image_uri(uid)
+    assert sitk.ReadImage(uri).GetSize() == (10, 12, 4)
+    assert store.retrievals == 2 and len(list((tmp_path / "cache").rglob(f"{uid}/*.dcm"))) == 4
+    assert datastore.get_labels_by_image_id(uid) == {}  # the draft lay on the old grid
+    assert datastore.get_image_uri(uid) == uri and store.retrievals == 2
+
+    label = _label_file(datastore, uid, tmp_path / "label.nii.gz")  # on the whole series' grid
+    datastore.save_label(uid, str(label), DefaultLabelTag.FINAL, {})
+    assert len(store.segs()) == 1 and len(store.segs()[0].ReferencedSeriesSequence[0].ReferencedInstanceSequence) == 4
+
+
+@pytest.mark.usefixtures("quick_polls")
+def test_a_series_that_becomes_stable_while_waited_for_is_fetched_whole(
+    store: FakeDicomWeb, tmp_path: Path, ct: Dataset, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A series stored a moment ago is not stable yet in Orthanc (StableAge): the request waits, it does not fail."""
+    uid, every = _arriving(store, ct, 3)
+    answer = store.rest
+
+    def rest(method: str, path: str, **kwargs: Any) -> requests.Response:
+        if store.rest_requests == 3:
+            _complete(store, uid, every)  # the last instance has come, and Orthanc finds the series stable
+        return answer(method, path, **kwargs)
+
+    monkeypatch.setattr(store, "rest", rest)
+    datastore = _datastore(store, tmp_path / "cache", stable_wait_seconds=30)
+    assert sitk.ReadImage(datastore.get_image_uri(uid)).GetSize() == (10, 12, 4)
+    assert (store.rest_requests, store.retrievals) == (4, 1)
+
+
+def test_a_cache_written_before_the_instance_check_is_fetched_again(
+    store: FakeDicomWeb, tmp_path: Path, ct: Dataset
+) -> None:
+    """A truncated copy cached by an earlier HOPE records no instance count: it is replaced at its first use."""
+    uid = str(ct.SeriesInstanceUID)
+    datastore = _datastore(store, tmp_path / "cache")
+    truncated = sitk.Image(10, 12, 2, sitk.sitkInt16)
+    sitk.WriteImage(truncated, str(tmp_path / f"{uid}.nii.gz"))
+    datastore.add_image(uid, str(tmp_path / f"{uid}.nii.gz"), {"SeriesInstanceUID": uid})  # as HOPE cached it
+    assert sitk.ReadImage(datastore.get_image_uri(uid)).GetSize() == (10, 12, 4)
+    assert store.retrievals == 1
+
+
+def test_orthanc_failing_to_say_how_many_instances_it_holds_is_a_store_error(
+    store: FakeDicomWeb, tmp_path: Path, ct: Dataset
+) -> None:
+    uid = str(ct.SeriesInstanceUID)
+    datastore = _datastore(store, tmp_path / "cache")
+    store.rest_status = 503
+    with pytest.raises(StoreError, match=f"Orthanc could not look up series {uid}: 503"):
+        datastore.get_image_uri(uid)
+    store.rest_status = 200
+    store.broken.add("rest")
+    with pytest.raises(StoreError, match="did not answer POST /tools/find"):
+        datastore.get_image_uri(uid)
+    assert store.retrievals == 0
+
+
 # ------------------------------------------------------------------------------------------ uploaded label files
 @pytest.mark.parametrize(("name", "cut"), [("label.nii.gz", 20), ("label.nii", 100)], ids=["gzip", "plain"])
 def test_a_truncated_label_is_refused_before_the_store(
@@ -560,7 +705,7 @@ def test_a_truncated_label_is_refused_before_the_store(
 def test_a_label_larger_than_the_limit_is_refused(store: FakeDicomWeb, tmp_path: Path, ct: Dataset) -> None:
     uid = str(ct.SeriesInstanceUID)
     datastore = OrthancDatastore(Factory(store), DatastoreSettings(), LABELS, tmp_path / "cache",  # type: ignore[arg-type]
-                                 max_label_bytes=100)
+                                 gateway=store, max_label_bytes=100)  # type: ignore[arg-type]
     label = _label_file(datastore, uid, tmp_path / "label.nii")  # 480 voxels of one byte, uncompressed
     with pytest.raises(TooLargeError, match="max_upload_mb"):
         datastore.save_label(uid, str(label), DefaultLabelTag.FINAL, {})

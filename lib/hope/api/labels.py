@@ -92,7 +92,7 @@ def build_router(
             def save() -> str:
                 with tempfile.TemporaryDirectory(prefix="hope-label-") as tmp:
                     path = Path(tmp) / f"label{suffix}"
-                    _write_upload(upload.file, path, max_upload_bytes)
+                    write_upload(upload.file, path, max_upload_bytes)
                     return datastore.save_label(image, str(path), tag or DefaultLabelTag.FINAL.value, params)
 
             label_id = await run_in_threadpool(save)
@@ -123,8 +123,8 @@ async def _bounded_form(request: Request, limit: int) -> FormData:
     return await Request(request.scope, receive).form(max_files=1)
 
 
-def _write_upload(source: BinaryIO, dest: Path, limit: int) -> None:
-    """Copy the uploaded label into ``dest``, refusing it once it exceeds ``limit`` bytes."""
+def write_upload(source: BinaryIO, dest: Path, limit: int) -> None:
+    """Copy an uploaded label into ``dest``, refused with :class:`TooLargeError` once it exceeds ``limit`` bytes."""
     written = 0
     with dest.open("wb") as out:
         while chunk := source.read(CHUNK):

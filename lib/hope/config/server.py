@@ -18,6 +18,7 @@ class DatastoreSettings:
     modalities: tuple[str, ...] = ("CT", "MR", "CR", "DX")
     list_cache_seconds: float = 5.0
     timeout_seconds: float = 60.0
+    stable_wait_seconds: float = 10.0
 
 
 @dataclass(frozen=True)
@@ -205,6 +206,8 @@ def parse_server_settings(data: dict[str, Any], where: str = "server.yaml") -> S
                                       low=0),
             timeout_seconds=number(store, "timeout_seconds", defaults.timeout_seconds, f"{where}.datastore",
                                    low=0.1),
+            stable_wait_seconds=number(store, "stable_wait_seconds", defaults.stable_wait_seconds,
+                                       f"{where}.datastore", low=0),
         ),
         fewshot_tasks=tuple(str(t) for t in data.get("fewshot_tasks") or ()),
         retrain=RetrainSettings(

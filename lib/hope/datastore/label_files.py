@@ -32,6 +32,7 @@ import numpy as np
 import SimpleITK as sitk
 from nibabel.spatialimages import HeaderDataError
 
+from hope.dicom.volume import grid_mismatch
 from hope.errors import InvalidInputError, TooLargeError
 
 #: Label file suffixes HOPE reads, longest first (``.seg.nrrd`` before ``.nrrd``).
@@ -94,6 +95,27 @@ def read_label_file(path: Path, image: sitk.Image, image_id: str, max_bytes: int
         return sitk.ReadImage(str(readable))
     except RuntimeError as exc:
         raise InvalidInputError(f"cannot read the label file ({_first_line(exc)}); send {_FORMATS}") from exc
+
+
+def read_label_on_grid(path: Path, image: sitk.Image, image_id: str, max_bytes: int, work_dir: Path) -> sitk.Image:
+    """The label volume in ``path``, read as :func:`read_label_file` reads it, and known to lie on ``image``'s grid.
+
+    Beyond :func:`read_label_file`'s checks, the label has one value per voxel, and ``image``'s spacing, origin and
+    direction. Its values are not checked: they are the caller's (final labels, scribbles, a lesion).
+
+    Raises:
+        InvalidInputError: as :func:`read_label_file`; or the label has several values per voxel, or it lies
+            elsewhere than ``image``.
+        TooLargeError: as :func:`read_label_file`.
+    """
+    label = read_label_file(path, image, image_id, max_bytes, work_dir)
+    if label.GetNumberOfComponentsPerPixel() != 1:
+        raise InvalidInputError(f"the label has {label.GetNumberOfComponentsPerPixel()} values per voxel; "
+                                "send one label value per voxel")
+    reason = grid_mismatch(image, label)
+    if reason:
+        raise InvalidInputError(f"label does not lie on the grid of series {image_id}: {reason}")
+    return label
 
 
 class _Check:

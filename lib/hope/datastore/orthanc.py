@@ -5,6 +5,11 @@ What it does beyond MONAI Label's stock ``DICOMWebDatastore``:
 * lists every image modality configured (CT, MR, CR, DX by default), never SEG, SR or other non-images;
 * caches listings for seconds, not hours, and drops the cache after its own writes;
 * answers an unknown series with 404 and a non-image series with 422, with the reason;
+* caches a series only once Orthanc has stopped receiving it (``IsStable``), and uses a cached copy only while
+  Orthanc holds as many instances of the series as were fetched (one ``POST /tools/find`` per use): a cached copy
+  that no longer matches the store (a series that grew, or a cache written before this check) is fetched again,
+  and a series still arriving is waited for (``stable_wait_seconds``), then refused with a
+  :class:`~hope.errors.ConflictError` (409), never served truncated;
 * checks an uploaded label file before reading it (:mod:`hope.datastore.label_files`): a truncated or corrupt file,
   a header that declares another grid, and a volume larger than ``http.max_upload_mb`` are refused (422, 413)
   before anything is decompressed into memory or allocated;
@@ -43,6 +48,7 @@ import logging
 import shutil
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -62,14 +68,19 @@ from pydicom.uid import generate_uid
 from hope import fileio
 from hope.config import DatastoreSettings
 from hope.config.server import HttpSettings
-from hope.datastore.label_files import read_label_file
+from hope.datastore.gateway import OrthancGateway
+from hope.datastore.label_files import read_label_on_grid
 from hope.dicom.seg import label_to_seg, seg_referenced_series_uid, seg_to_label
-from hope.dicom.volume import grid_mismatch, label_like, read_datasets, read_series, write_volume
-from hope.errors import InvalidInputError, NotFoundError, StoreError
+from hope.dicom.volume import label_like, read_datasets, read_series, write_volume
+from hope.errors import ConflictError, InvalidInputError, NotFoundError, StoreError
 
 logger = logging.getLogger(__name__)
 
 _SERIES_FIELDS = ("Modality", "SeriesDate", "SeriesTime", "SeriesNumber", "SeriesDescription", "StudyInstanceUID")
+#: The image info key of a cached series that records how many instances were fetched.
+_FETCHED_INSTANCES = "instances"
+#: Seconds between two questions to Orthanc while waiting for a series to become stable.
+STABLE_POLL_SECONDS = 0.5
 
 
 @dataclass(frozen=True)
@@ -100,6 +111,14 @@ class SeriesRecord:
         return (self.date, self.time, self.uid)
 
 
+@dataclass(frozen=True)
+class SeriesState:
+    """What Orthanc holds of a series now: its instance count, and whether it has stopped receiving (stable)."""
+
+    instances: int
+    stable: bool
+
+
 class OrthancDatastore(LocalDatastore):
     """A MONAI Label datastore backed by a DICOMweb store, with a local cache folder.
 
@@ -108,6 +127,7 @@ class OrthancDatastore(LocalDatastore):
         settings: the store's settings (modalities listed, listing cache, timeout).
         label_map: label name -> voxel value of the store's SEGs.
         cache_path: the local cache folder.
+        gateway: Orthanc's REST API, asked whether a series is stable and how many instances it holds.
         max_label_bytes: the largest label file, and decompressed label volume, accepted (``http.max_upload_mb``).
     """
 
@@ -117,9 +137,12 @@ class OrthancDatastore(LocalDatastore):
         settings: DatastoreSettings,
         label_map: Mapping[str, int],
         cache_path: Path,
+        gateway: OrthancGateway,
         max_label_bytes: int = HttpSettings().max_upload_bytes,
     ) -> None:
         self._client_factory = client_factory
+        self._gateway = gateway
+        self._fetch_locks: dict[str, threading.Lock] = {}
         self._max_label_bytes = max_label_bytes
         self._clients = threading.local()
         self._settings = settings
@@ -267,51 +290,107 @@ class OrthancDatastore(LocalDatastore):
     def _series_dir(self, series_uid: str) -> Path:
         return Path(self._datastore.image_path()) / series_uid
 
-    def _download(self, record: SeriesRecord, dest: Path) -> None:
-        """Fetch a series with WADO-RS into ``dest``, atomically (a partial download never lands)."""
-        if dest.is_dir() and any(dest.iterdir()):
-            return
+    def series_state(self, series_uid: str) -> SeriesState:
+        """How many instances Orthanc holds of the series now, and whether it is stable (one REST request).
+
+        Raises:
+            NotFoundError: the store has no series of this UID.
+            StoreError: Orthanc did not answer, or refused the request.
+        """
+        query = {"Level": "Series", "Query": {"SeriesInstanceUID": series_uid}, "Expand": True}
+        response = self._gateway.rest("POST", "/tools/find", json=query)
+        if not response.ok:
+            raise StoreError(f"Orthanc could not look up series {series_uid}: {response.status_code} "
+                             f"{response.text[:200]}")
+        found = [s for s in response.json()  # an exact match: Orthanc's find treats * and ? as wildcards
+                 if s.get("MainDicomTags", {}).get("SeriesInstanceUID") == series_uid]
+        if not found:
+            raise NotFoundError(f"series {series_uid} is not in the DICOM store {self.name()}")
+        return SeriesState(instances=sum(len(s.get("Instances") or []) for s in found),
+                           stable=all(bool(s.get("IsStable")) for s in found))
+
+    def _fetch_lock(self, series_uid: str) -> threading.Lock:
+        """The lock that makes one thread at a time fetch a given series."""
+        with self._listing_lock:
+            return self._fetch_locks.setdefault(series_uid, threading.Lock())
+
+    def _cached_image(self, image_id: str, state: SeriesState) -> str | None:
+        """The cached NIfTI of the series when it was made from as many instances as the store holds now."""
+        nifti = Path(self._datastore.image_path()) / f"{image_id}.nii.gz"
+        obj = self._datastore.objects.get(image_id)
+        fetched = obj.image.info.get(_FETCHED_INSTANCES) if obj is not None else None
+        return str(nifti) if fetched == state.instances and nifti.exists() else None
+
+    def _download(self, record: SeriesRecord, dest: Path) -> int:
+        """Fetch a series with WADO-RS into ``dest``, replacing what was there (a partial download never lands);
+        the number of instances fetched."""
         try:
             datasets = self._client.retrieve_series(
                 record.study_uid, record.uid, media_types=(("application/dicom", "*"),)
             )
         except requests.RequestException as exc:
             raise StoreError(f"cannot retrieve series {record.uid} from the DICOM store: {exc}") from exc
+        if not datasets:
+            raise StoreError(f"series {record.uid} has no instance in the DICOM store; the store changed while it "
+                             "was read, try again")
         tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}."))
         try:
             for i, ds in enumerate(datasets):
                 ds.save_as(tmp / f"{i:05d}.dcm", write_like_original=False)
-            tmp.rename(dest)
-        except OSError:
-            if not dest.is_dir():
-                raise
+            shutil.rmtree(dest, ignore_errors=True)
+            try:
+                tmp.rename(dest)
+            except OSError:
+                if not dest.is_dir():  # else another process (a training run) fetched it meanwhile
+                    raise
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
+        return len(datasets)
 
     def get_image_uri(self, image_id: str) -> str:
-        """Local NIfTI of the series, fetched and converted on first use."""
-        nifti = Path(self._datastore.image_path()) / f"{image_id}.nii.gz"
-        if nifti.exists() and image_id in self._datastore.objects:
-            return str(nifti)
-        record = self._image_series(image_id)
-        series_dir = self._series_dir(image_id)
-        self._download(record, series_dir)
-        with tempfile.TemporaryDirectory() as tmp:
-            converted = write_volume(read_series(series_dir), Path(tmp) / f"{image_id}.nii.gz")
-            info = {"SeriesInstanceUID": image_id, "StudyInstanceUID": record.study_uid, "Modality": record.modality}
-            self.add_image(image_id, str(converted), info)
-        return str(nifti)
+        """Local NIfTI of the series, fetched and converted when it is not cached or no longer matches the store.
+
+        Each use asks Orthanc for the series' instance count (see :meth:`series_state`); a cached copy made from
+        another count (the series grew since, or the copy predates this check) is fetched again, and its cached
+        labels, drawn on the old grid, are dropped. Only a stable series is fetched: one still arriving is waited
+        for, ``stable_wait_seconds`` at most.
+
+        Raises:
+            NotFoundError: the series is not in the store.
+            InvalidInputError: the series is not of an image modality HOPE annotates.
+            ConflictError: the series is still arriving in the store (not stable yet).
+            StoreError: the store could not be reached.
+        """
+        with self._fetch_lock(image_id):
+            state = self.series_state(image_id)
+            cached = self._cached_image(image_id, state)
+            if cached is not None:
+                return cached
+            record = self._image_series(image_id)
+            deadline = time.monotonic() + self._settings.stable_wait_seconds
+            while not state.stable and time.monotonic() < deadline:
+                time.sleep(STABLE_POLL_SECONDS)
+                state = self.series_state(image_id)
+            if not state.stable:
+                raise ConflictError(
+                    f"series {image_id} is still arriving in the DICOM store ({state.instances} instances so far); "
+                    "try again in a few seconds, once the store has received all of it"
+                )
+            fetched = self._download(record, self._series_dir(image_id))
+            if fetched != state.instances:
+                logger.info(f"series {image_id} changed while it was fetched ({state.instances} instances listed, "
+                            f"{fetched} fetched); it is fetched again at its next use")
+            with tempfile.TemporaryDirectory() as tmp:
+                converted = write_volume(read_series(self._series_dir(image_id)), Path(tmp) / f"{image_id}.nii.gz")
+                info = {"SeriesInstanceUID": image_id, "StudyInstanceUID": record.study_uid,
+                        "Modality": record.modality, _FETCHED_INSTANCES: fetched}
+                self.add_image(image_id, str(converted), info)  # a new entry: labels cached on an old grid go
+        return str(Path(self._datastore.image_path()) / f"{image_id}.nii.gz")
 
     # ------------------------------------------------------------------------------------------------ labels
     def _validated_label(self, image_id: str, label_file: Path, work_dir: Path) -> tuple[sitk.Image, np.ndarray]:
         image = sitk.ReadImage(self.get_image_uri(image_id))
-        label = read_label_file(label_file, image, image_id, self._max_label_bytes, work_dir)
-        if label.GetNumberOfComponentsPerPixel() != 1:
-            raise InvalidInputError(f"the label has {label.GetNumberOfComponentsPerPixel()} values per voxel; "
-                                    "send one label value per voxel")
-        reason = grid_mismatch(image, label)
-        if reason:
-            raise InvalidInputError(f"label does not lie on the grid of series {image_id}: {reason}")
+        label = read_label_on_grid(label_file, image, image_id, self._max_label_bytes, work_dir)
         array = sitk.GetArrayFromImage(label)
         unknown = sorted(set(np.unique(array).tolist()) - {0, *self._label_map.values()})
         if unknown:

@@ -170,6 +170,7 @@ def build_collaborators(access: StoreAccess, conf: dict[str, str],
             settings=settings.datastore,
             label_map=_store_labels(definitions),
             cache_path=paths.cache,
+            gateway=gateway,
             max_label_bytes=settings.http.max_upload_bytes,
         )
     else:

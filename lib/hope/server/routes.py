@@ -53,7 +53,8 @@ def mount_routes(app: FastAPI, collab: Collaborators, published_config: Callable
     _in_front(app, admin_router({name: task.definition for name, task in trained.items()}, registries,
                                 published_config))
     _in_front(app, ohif_router())
-    _in_front(app, infer_router(lambda: collab.infers))
+    _in_front(app, infer_router(lambda: collab.infers, collab.check_servable, collab.datastore,
+                                collab.settings.http.max_upload_bytes))
     _in_front(app, activelearning_router(lambda: collab.strategies))
     _in_front(app, datastore_router())
     _in_front(app, labels_router(collab.datastore, on_save_label, collab.settings.http.max_upload_bytes))
