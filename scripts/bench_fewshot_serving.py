@@ -33,9 +33,9 @@ from tqdm import tqdm
 from hope.config import load_server_settings, load_task
 from hope.fewshot.config import load_fewshot_task
 from hope.fewshot_demo import StoredStack, lesion_nifti, load_fewshot_demo, store_stack
-from hope.services.hope_server import hope_server_process
-from hope.services.orthanc import OrthancSettings, orthanc_process
-from hope.services.process import free_port
+from hope.processes.hope_server import hope_server_process
+from hope.processes.orthanc import OrthancSettings, orthanc_process
+from hope.processes.process import free_port
 
 
 def _infer(hope: str, model: str, uid: str, params: dict[str, Any], label: bytes | None = None) -> float:

@@ -28,9 +28,9 @@ from tqdm import tqdm
 from hope.config import load_task
 from hope.dicom.series_writer import new_identity, volume_to_datasets
 from hope.phantoms import PhantomSpec, generate_neck_ct
-from hope.services.hope_server import hope_server_process
-from hope.services.orthanc import OrthancSettings, orthanc_process
-from hope.services.process import free_port, wait_until
+from hope.processes.hope_server import hope_server_process
+from hope.processes.orthanc import OrthancSettings, orthanc_process
+from hope.processes.process import free_port, wait_until
 
 
 def _stow(client: DICOMwebClient, seed: int, spec: PhantomSpec, labels: dict[str, int]) -> str:

@@ -32,8 +32,8 @@ from hope.cases import (
 )
 from hope.config import REPO_ROOT, ConfigError
 from hope.datastore.gateway import OrthancGateway
+from hope.processes.orthanc import CREDENTIALS_FILE, OrthancCredentials
 from hope.secretfile import SecretFileError
-from hope.services.orthanc import CREDENTIALS_FILE, OrthancCredentials
 
 DEFAULT_ORTHANC = "http://127.0.0.1:8042/dicom-web"
 DEFAULT_CREDENTIALS = Path(os.environ.get("HOPE_DATA_DIR") or REPO_ROOT / "data") / "secrets" / CREDENTIALS_FILE

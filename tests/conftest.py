@@ -13,9 +13,9 @@ import torch
 import yaml
 
 from hope.config import DEFAULT_CONFIG_DIR, load_task
-from hope.services.hope_server import hope_server_process
-from hope.services.orthanc import OrthancSettings, orthanc_process
-from hope.services.process import free_port
+from hope.processes.hope_server import hope_server_process
+from hope.processes.orthanc import OrthancSettings, orthanc_process
+from hope.processes.process import free_port
 from hope.sync.signing import EventKey
 
 SHARED_DATA = Path(os.environ.get("HOPE_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))

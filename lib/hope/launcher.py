@@ -1,6 +1,6 @@
 """``python -m hope.launcher``: start Orthanc and the HOPE server, load demo data once, stop both on Ctrl-C.
 
-Both are supervised (:class:`hope.services.supervisor.Supervisor`): one that exits is restarted with back-off
+Both are supervised (:class:`hope.processes.supervisor.Supervisor`): one that exits is restarted with back-off
 (1 s, 2 s, 4 s ... at most 60 s), and each exit and restart is logged with its exit code.
 
 Environment: ``HOPE_DATA_DIR`` (./data), ``HOPE_PORT`` (8000), ``HOPE_ORTHANC_HTTP_PORT`` (8042),
@@ -24,9 +24,9 @@ from hope.config import ServerSettings, load_server_settings, load_task
 from hope.demo import load_demo
 from hope.fewshot.config import load_fewshot_task
 from hope.fewshot_demo import load_fewshot_demo
-from hope.services.hope_server import hope_server_process
-from hope.services.orthanc import OrthancSettings, PostgresIndex, orthanc_process
-from hope.services.supervisor import Supervisor
+from hope.processes.hope_server import hope_server_process
+from hope.processes.orthanc import OrthancSettings, PostgresIndex, orthanc_process
+from hope.processes.supervisor import Supervisor
 
 logger = logging.getLogger("hope.launcher")
 

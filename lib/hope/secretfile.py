@@ -1,7 +1,7 @@
 """Secret files: generated at first use, readable by their owner only (0600), refused when others may read them.
 
 HOPE keeps two: the key HOPE's Orthanc plugin signs its events with (:mod:`hope.sync.signing`) and the HTTP
-credentials between HOPE and Orthanc (:mod:`hope.services.orthanc`). Both live in a data folder, never in the
+credentials between HOPE and Orthanc (:mod:`hope.processes.orthanc`). Both live in a data folder, never in the
 repository. Standard library only: Orthanc's embedded Python reads the event key through this module.
 """
 

@@ -9,9 +9,9 @@ import requests
 
 from hope.demo import StoredPhantom, store_phantom
 from hope.phantoms import generate_neck_ct
-from hope.services.hope_server import hope_server_process
-from hope.services.orthanc import OrthancSettings, orthanc_process
-from hope.services.process import free_port
+from hope.processes.hope_server import hope_server_process
+from hope.processes.orthanc import OrthancSettings, orthanc_process
+from hope.processes.process import free_port
 
 from ..conftest import config_dir_with
 from .helpers import poll

@@ -21,7 +21,7 @@ from hope.demo import StoredPhantom, store_phantom
 from hope.dicom.seg import seg_to_label
 from hope.dicom.series_writer import new_identity, volume_to_datasets
 from hope.phantoms import generate_neck_ct
-from hope.services.orthanc import OrthancSettings
+from hope.processes.orthanc import OrthancSettings
 
 from .helpers import (
     download_series,

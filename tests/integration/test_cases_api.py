@@ -10,7 +10,7 @@ from pydicom.uid import generate_uid
 
 from hope.demo import StoredPhantom, store_phantom
 from hope.phantoms import generate_neck_ct
-from hope.services.orthanc import OrthancSettings
+from hope.processes.orthanc import OrthancSettings
 
 pytestmark = pytest.mark.slow
 

@@ -23,7 +23,7 @@ from hope.datastore.attachments import SeriesAttachments, attachment_name
 from hope.datastore.gateway import OrthancGateway
 from hope.fewshot.config import load_fewshot_task
 from hope.fewshot_demo import StoredStack, label_and_record, load_fewshot_demo, store_stack
-from hope.services.orthanc import OrthancSettings
+from hope.processes.orthanc import OrthancSettings
 from tests.integration.helpers import nifti_bytes, read_nifti_bytes, series_volume, wait_for_training
 
 pytestmark = pytest.mark.slow

@@ -7,7 +7,7 @@ import requests
 
 from hope.demo import store_phantom
 from hope.phantoms import generate_neck_ct
-from hope.services.orthanc import OrthancSettings
+from hope.processes.orthanc import OrthancSettings
 
 from .helpers import model_checksum, nifti_bytes, poll, put_label, series_volume, wait_for_training
 

@@ -32,7 +32,7 @@ from hope.config import REPO_ROOT
 from hope.demo import store_phantom
 from hope.dicom.seg import seg_referenced_series_uid, seg_to_label
 from hope.phantoms import generate_neck_ct
-from hope.services.orthanc import OrthancSettings
+from hope.processes.orthanc import OrthancSettings
 
 from .helpers import download_series, poll, seg_series
 

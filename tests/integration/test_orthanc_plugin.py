@@ -25,8 +25,8 @@ from hope.dicom.seg import label_to_seg
 from hope.dicom.series_writer import new_identity, volume_to_datasets
 from hope.errors import UnauthenticatedError
 from hope.phantoms import Phantom, generate_neck_ct
-from hope.services.orthanc import OrthancSettings, orthanc_process
-from hope.services.process import ManagedProcess, free_port
+from hope.processes.orthanc import OrthancSettings, orthanc_process
+from hope.processes.process import ManagedProcess, free_port
 from hope.sync.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, EventKey
 
 from .helpers import C_STORE_ACCESS, c_store, poll

@@ -1,6 +1,6 @@
 """HOPE's whole loop with Orthanc's index and files in PostgreSQL (Debian's ``orthanc-postgresql`` plugins).
 
-A real PostgreSQL server (Debian's ``postgresql``, started by ``hope.services.postgres`` in a temporary folder),
+A real PostgreSQL server (Debian's ``postgresql``, started by ``hope.processes.postgres`` in a temporary folder),
 a real Orthanc whose index and storage area live in it, and a real HOPE server against that Orthanc:
 store -> list -> infer -> final label as DICOM SEG -> train, and the rows really are in PostgreSQL.
 """
@@ -20,12 +20,12 @@ from dicomweb_client import DICOMwebClient
 from hope.config import load_task
 from hope.demo import StoredPhantom, store_phantom
 from hope.phantoms import generate_neck_ct
-from hope.services import orthanc as orthanc_service
-from hope.services import postgres as postgres_service
-from hope.services.hope_server import hope_server_process
-from hope.services.orthanc import OrthancSettings, PostgresIndex, orthanc_process, render_config
-from hope.services.postgres import PostgresServer
-from hope.services.process import free_port
+from hope.processes import orthanc as orthanc_service
+from hope.processes import postgres as postgres_service
+from hope.processes.hope_server import hope_server_process
+from hope.processes.orthanc import OrthancSettings, PostgresIndex, orthanc_process, render_config
+from hope.processes.postgres import PostgresServer
+from hope.processes.process import free_port
 
 from .helpers import (
     model_checksum,

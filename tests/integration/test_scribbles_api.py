@@ -23,7 +23,7 @@ from hope.demo import StoredPhantom, store_phantom
 from hope.dicom.seg import seg_to_label
 from hope.interactive import next_scribble, paint
 from hope.phantoms import generate_neck_ct
-from hope.services.orthanc import OrthancSettings
+from hope.processes.orthanc import OrthancSettings
 
 from .helpers import download_series, nifti_bytes, poll, put_label, read_nifti_bytes, seg_series, series_volume
 

@@ -25,7 +25,7 @@ from pydicom.dataset import Dataset
 
 from hope.demo import StoredPhantom, store_phantom
 from hope.phantoms import generate_neck_ct
-from hope.services.orthanc import OrthancSettings
+from hope.processes.orthanc import OrthancSettings
 
 from .helpers import nifti_bytes, poll, seg_series
 

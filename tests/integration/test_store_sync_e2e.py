@@ -15,9 +15,9 @@ import requests
 from hope.dicom.seg import label_to_seg
 from hope.dicom.series_writer import new_identity, volume_to_datasets
 from hope.phantoms import generate_neck_ct
-from hope.services.hope_server import hope_server_process
-from hope.services.orthanc import OrthancSettings, orthanc_process
-from hope.services.process import ManagedProcess, free_port
+from hope.processes.hope_server import hope_server_process
+from hope.processes.orthanc import OrthancSettings, orthanc_process
+from hope.processes.process import ManagedProcess, free_port
 
 from ..conftest import config_dir_with
 from .helpers import C_STORE_ACCESS, c_store, poll

@@ -15,9 +15,9 @@ import requests
 
 from hope.demo import store_phantom
 from hope.phantoms import generate_neck_ct
-from hope.services.hope_server import hope_server_process
-from hope.services.orthanc import OrthancSettings, orthanc_process
-from hope.services.process import ManagedProcess, free_port
+from hope.processes.hope_server import hope_server_process
+from hope.processes.orthanc import OrthancSettings, orthanc_process
+from hope.processes.process import ManagedProcess, free_port
 from hope.sync.signing import EventKey
 
 from ..conftest import config_dir_with

@@ -10,7 +10,7 @@ import requests
 
 from hope.demo import StoredPhantom, store_phantom
 from hope.phantoms import generate_neck_ct
-from hope.services.orthanc import OrthancSettings
+from hope.processes.orthanc import OrthancSettings
 from hope.sync.signing import EventKey
 
 from .helpers import poll, post_event

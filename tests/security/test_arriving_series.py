@@ -16,7 +16,7 @@ import requests
 
 from hope.dicom.series_writer import new_identity, volume_to_datasets
 from hope.phantoms import generate_neck_ct
-from hope.services.orthanc import OrthancSettings
+from hope.processes.orthanc import OrthancSettings
 from tests.integration.helpers import poll, read_nifti_bytes
 
 pytestmark = pytest.mark.slow

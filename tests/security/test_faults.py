@@ -25,10 +25,10 @@ import requests
 from hope.config import REPO_ROOT
 from hope.demo import store_phantom
 from hope.phantoms import generate_neck_ct
+from hope.processes.hope_server import hope_server_process
+from hope.processes.orthanc import CREDENTIALS_FILE, OrthancCredentials, OrthancSettings, orthanc_process
+from hope.processes.process import ManagedProcess, free_port, http_ok
 from hope.server.lifetime import SERVER_PID_VARIABLE, TASK_MODULE
-from hope.services.hope_server import hope_server_process
-from hope.services.orthanc import CREDENTIALS_FILE, OrthancCredentials, OrthancSettings, orthanc_process
-from hope.services.process import ManagedProcess, free_port, http_ok
 from tests.conftest import config_dir_with
 from tests.integration.helpers import nifti_bytes, poll, put_label, series_volume
 

@@ -25,9 +25,9 @@ import pytest
 import requests
 
 from hope.dicom.series_writer import new_identity, volume_to_datasets
-from hope.services.hope_server import hope_server_process
-from hope.services.orthanc import OrthancSettings
-from hope.services.process import free_port
+from hope.processes.hope_server import hope_server_process
+from hope.processes.orthanc import OrthancSettings
+from hope.processes.process import free_port
 from tests.conftest import config_dir_with
 
 pytestmark = pytest.mark.slow

@@ -28,9 +28,9 @@ import requests
 import SimpleITK as sitk
 
 from hope.dicom.series_writer import new_identity, volume_to_datasets
-from hope.services.hope_server import hope_server_process
-from hope.services.orthanc import PLUGIN_DIR, PLUGINS, PYTHON_PLUGIN, OrthancSettings, orthanc_process
-from hope.services.process import ManagedProcess, free_port
+from hope.processes.hope_server import hope_server_process
+from hope.processes.orthanc import PLUGIN_DIR, PLUGINS, PYTHON_PLUGIN, OrthancSettings, orthanc_process
+from hope.processes.process import ManagedProcess, free_port
 from tests.conftest import config_dir_with
 from tests.integration.helpers import nifti_bytes, seg_series, series_volume
 

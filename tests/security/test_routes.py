@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from hope.services.orthanc import OrthancSettings
+from hope.processes.orthanc import OrthancSettings
 
 pytestmark = pytest.mark.slow
 

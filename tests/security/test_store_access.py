@@ -28,8 +28,8 @@ from hope.demo import StoredPhantom, store_phantom
 from hope.dicom.seg import label_to_seg
 from hope.dicom.series_writer import new_identity, volume_to_datasets
 from hope.phantoms import generate_neck_ct
-from hope.services.orthanc import OrthancSettings, orthanc_process
-from hope.services.process import free_port
+from hope.processes.orthanc import OrthancSettings, orthanc_process
+from hope.processes.process import free_port
 from hope.sync.signing import MAX_SKEW_SECONDS, EventKey
 from tests.integration.helpers import C_STORE_ACCESS, TEST_SENDER, poll
 

@@ -41,8 +41,8 @@ from hope.cases import (
 from hope.cases.models import AuditEntry
 from hope.config import REPO_ROOT, ConfigError
 from hope.datastore.gateway import OrthancGateway
+from hope.processes.process import free_port
 from hope.server.errors import install_error_handlers
-from hope.services.process import free_port
 
 STUDIES = {"1.2.826.0.1.1", "1.2.826.0.1.2", "1.2.826.0.1.3", "1.2.826.0.1.4"}
 S1, S2, S3, S4 = sorted(STUDIES)

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from hope.config.server import DicomSender, OrthancAccess
+from hope.processes.hope_server import hope_server_process
+from hope.processes.orthanc import OrthancCredentials, OrthancSettings, render_config
 from hope.secretfile import SecretFileError
-from hope.services.hope_server import hope_server_process
-from hope.services.orthanc import OrthancCredentials, OrthancSettings, render_config
 
 SENDER = DicomSender(aet="CT-SCANNER", host="10.1.2.3")
 

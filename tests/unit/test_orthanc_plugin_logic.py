@@ -22,7 +22,7 @@ from hope.orthanc_plugin.service import PluginService, backoff
 from hope.orthanc_plugin.validation import validate_series
 from hope.orthanc_plugin.views import series_view
 from hope.orthanc_plugin.worklist import Worklist
-from hope.services.process import free_port
+from hope.processes.process import free_port
 from hope.sync.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, EventKey
 
 KEY = EventKey(b"k" * 32)

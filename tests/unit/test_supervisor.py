@@ -11,8 +11,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from hope.services.process import ManagedProcess, free_port, http_ok
-from hope.services.supervisor import Backoff, Supervisor, describe_exit
+from hope.processes.process import ManagedProcess, free_port, http_ok
+from hope.processes.supervisor import Backoff, Supervisor, describe_exit
 
 BACKOFF = Backoff(first=1.0, cap=8.0, stable_after=100.0)
 

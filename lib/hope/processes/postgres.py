@@ -19,8 +19,8 @@ import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 
-from hope.services.orthanc import PostgresIndex
-from hope.services.process import free_port, wait_until
+from hope.processes.orthanc import PostgresIndex
+from hope.processes.process import free_port, wait_until
 
 POSTGRES_ROOT = Path("/usr/lib/postgresql")
 SERVER_USER = "postgres"  # the OS user that runs the server when we are root, and the database superuser
@@ -87,7 +87,7 @@ class PostgresServer:
         return f"postgresql://{self.user}:{self.password}@127.0.0.1:{self.port}/{self.database}"
 
     def index_settings(self, storage: bool = False) -> PostgresIndex:
-        """What :class:`hope.services.orthanc.OrthancSettings` needs to put Orthanc's index here."""
+        """What :class:`hope.processes.orthanc.OrthancSettings` needs to put Orthanc's index here."""
         return PostgresIndex(
             host="127.0.0.1", port=self.port, database=self.database, user=self.user, password=self.password,
             storage=storage,
@@ -200,7 +200,7 @@ class PostgresServer:
             what="initdb",
         )
         with (self.data_dir / "postgresql.conf").open("a") as f:
-            f.write(f"\n# HOPE's throwaway server (hope.services.postgres), rewritten at each start\n"
+            f.write(f"\n# HOPE's throwaway server (hope.processes.postgres), rewritten at each start\n"
                     f"include_if_exists = '{self.data_dir / 'hope.conf'}'\n")
 
     def _write_server_settings(self) -> None:

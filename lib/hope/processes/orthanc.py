@@ -30,8 +30,8 @@ from dicomweb_client import DICOMwebClient
 from hope.config import REPO_ROOT
 from hope.config.server import OrthancAccess
 from hope.datastore.client import make_client
+from hope.processes.process import ManagedProcess
 from hope.secretfile import OWNER_ONLY, SecretFileError, read_or_create
-from hope.services.process import ManagedProcess
 
 BASE_CONFIG = REPO_ROOT / "orthanc" / "orthanc.json"
 PLUGIN_DIR = Path("/usr/share/orthanc/plugins")
@@ -143,7 +143,7 @@ class OrthancSettings:
     ``access`` says who may reach Orthanc (``orthanc:`` of ``configs/server.yaml``; by default this machine only,
     and no DICOM sender). ``secrets_dir`` (default ``<data_dir>/secrets``) holds Orthanc's HTTP credentials and the
     key the plugin signs its events with, both generated at first start; a HOPE server for this Orthanc
-    (:func:`hope.services.hope_server.hope_server_process`) is handed both.
+    (:func:`hope.processes.hope_server.hope_server_process`) is handed both.
     """
 
     data_dir: Path

@@ -18,7 +18,7 @@ logger = logging.getLogger("hope.supervisor")
 
 
 class Service(Protocol):
-    """What :class:`Supervisor` needs of a service (:class:`hope.services.process.ManagedProcess` is one)."""
+    """What :class:`Supervisor` needs of a service (:class:`hope.processes.process.ManagedProcess` is one)."""
 
     name: str
 

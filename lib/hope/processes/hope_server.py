@@ -6,8 +6,8 @@ import sys
 from pathlib import Path
 
 from hope.config import REPO_ROOT
-from hope.services.orthanc import OrthancSettings
-from hope.services.process import ManagedProcess
+from hope.processes.orthanc import OrthancSettings
+from hope.processes.process import ManagedProcess
 
 APP_DIR = REPO_ROOT / "apps" / "hope"
 

@@ -1,1 +1,0 @@
-"""Start, watch and stop the processes HOPE runs on: Orthanc and the HOPE (MONAI Label) server."""
