@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,7 @@ import yaml
 from hope.config import DEFAULT_CONFIG_DIR, load_task
 from hope.processes.hope_server import hope_server_process
 from hope.processes.orthanc import OrthancSettings, orthanc_process
-from hope.processes.process import free_port
+from hope.processes.process import ManagedProcess, free_port
 from hope.sync.signing import EventKey
 
 SHARED_DATA = Path(os.environ.get("HOPE_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
@@ -40,6 +41,26 @@ def config_dir_with(tmp: Path, **server: Any) -> Path:
         settings.setdefault(section, {}).update(values)
     (dest / "server.yaml").write_text(yaml.safe_dump(settings))
     return dest
+
+
+#: Background scoring and automatic retraining off, so tests that train or time things are not raced by them.
+QUIET = {"activelearning": {"background_scoring": False}, "retrain": {"enabled": False}}
+
+
+@contextmanager
+def running_hope(orthanc: OrthancSettings, data: Path, env: dict[str, str] | None = None,
+                 **server: dict[str, Any]) -> Iterator[tuple[str, ManagedProcess]]:
+    """A real HOPE server on a free loopback port against ``orthanc``, with its state in ``data``; its URL and
+    process. ``server.yaml`` is :data:`QUIET`, updated with ``server`` sections; ``env`` adds to its environment."""
+    configs = config_dir_with(data, **{section: {**QUIET.get(section, {}), **values}
+                                       for section, values in {**QUIET, **server}.items()})
+    port = free_port()
+    process = hope_server_process(orthanc, port, data, {"HOPE_CONFIG_DIR": str(configs), **(env or {})})
+    try:
+        process.start(timeout=300)
+        yield f"http://127.0.0.1:{port}", process
+    finally:
+        process.stop()
 
 
 @pytest.fixture(scope="session")
@@ -79,13 +100,8 @@ def hope_url(orthanc: OrthancSettings, tmp_path_factory: pytest.TempPathFactory)
     Background scoring and automatic retraining are off here, so tests that train or time things are not raced
     by background work; the modules that test those features start their own server.
     """
-    port = free_port()
-    data = tmp_path_factory.mktemp("hope")
-    configs = config_dir_with(data, activelearning={"background_scoring": False}, retrain={"enabled": False})
-    process = hope_server_process(orthanc, port, data, {"HOPE_CONFIG_DIR": str(configs)})
-    process.start(timeout=300)
-    yield f"http://127.0.0.1:{port}"
-    process.stop()
+    with running_hope(orthanc, tmp_path_factory.mktemp("hope")) as (url, _):
+        yield url
 
 
 @pytest.fixture(scope="session")

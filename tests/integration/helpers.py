@@ -20,6 +20,7 @@ from pynetdicom import AE
 
 from hope.config.server import DicomSender, OrthancAccess
 from hope.dicom.volume import read_series
+from hope.processes.orthanc import OrthancSettings
 from hope.sync.signing import EventKey
 
 #: The AE title the tests C-STORE as, from this machine.
@@ -127,3 +128,10 @@ def c_store(dicom_port: int, datasets: list[Dataset]) -> None:
             assert status and status.Status == 0x0000, f"C-STORE failed: {status}"
     finally:
         assoc.release()
+
+
+def orthanc_instances(orthanc: OrthancSettings) -> int:
+    """How many instances Orthanc holds (its ``/statistics``)."""
+    response = requests.get(f"{orthanc.url}/statistics", auth=orthanc.auth, timeout=30)
+    response.raise_for_status()
+    return int(response.json()["CountInstances"])

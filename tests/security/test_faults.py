@@ -29,7 +29,7 @@ from hope.processes.hope_server import hope_server_process
 from hope.processes.orthanc import CREDENTIALS_FILE, OrthancCredentials, OrthancSettings, orthanc_process
 from hope.processes.process import ManagedProcess, free_port, http_ok
 from hope.server.lifetime import SERVER_PID_VARIABLE, TASK_MODULE
-from tests.conftest import config_dir_with
+from tests.conftest import QUIET, config_dir_with
 from tests.integration.helpers import nifti_bytes, poll, put_label, series_volume
 
 pytestmark = pytest.mark.slow
@@ -42,9 +42,6 @@ DIES_WITHIN = 10.0
 #: How long the models folder is watched for a version published after the server died.
 WATCH_MODELS_FOR = 20.0
 #: Background work off: nothing but the training run under test uses the two cores.
-QUIET = {"activelearning": {"background_scoring": False}, "retrain": {"enabled": False}}
-
-
 def _alive(procs: list[psutil.Process]) -> list[psutil.Process]:
     """Those of ``procs`` that still run (a zombie no one has reaped yet counts as gone)."""
     alive = []

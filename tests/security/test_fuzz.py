@@ -15,10 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from hope.processes.hope_server import hope_server_process
 from hope.processes.orthanc import OrthancSettings
-from hope.processes.process import free_port
-from tests.conftest import config_dir_with
+from tests.conftest import running_hope
 
 pytestmark = pytest.mark.slow
 
@@ -28,13 +26,8 @@ SCHEMATHESIS = Path(sys.executable).with_name("schemathesis")
 
 @pytest.fixture(scope="module")
 def fuzzed_hope(orthanc: OrthancSettings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    port = free_port()
-    data = tmp_path_factory.mktemp("hope-fuzzed")
-    configs = config_dir_with(data, activelearning={"background_scoring": False}, retrain={"enabled": False})
-    process = hope_server_process(orthanc, port, data, {"HOPE_CONFIG_DIR": str(configs)})
-    process.start(timeout=300)
-    yield f"http://127.0.0.1:{port}"
-    process.stop()
+    with running_hope(orthanc, tmp_path_factory.mktemp("hope-fuzzed")) as (url, _):
+        yield url
 
 
 def test_no_operation_answers_a_server_error(fuzzed_hope: str, tmp_path: Path) -> None:

@@ -25,10 +25,9 @@ import pytest
 import requests
 
 from hope.dicom.series_writer import new_identity, volume_to_datasets
-from hope.processes.hope_server import hope_server_process
 from hope.processes.orthanc import OrthancSettings
-from hope.processes.process import free_port
-from tests.conftest import config_dir_with
+from tests.conftest import running_hope
+from tests.integration.helpers import orthanc_instances
 
 pytestmark = pytest.mark.slow
 
@@ -50,9 +49,7 @@ class Server:
 
     def instances(self) -> int:
         """How many instances Orthanc holds."""
-        response = requests.get(f"{self.orthanc.url}/statistics", auth=self.orthanc.auth, timeout=TIMEOUT)
-        response.raise_for_status()
-        return int(response.json()["CountInstances"])
+        return orthanc_instances(self.orthanc)
 
     def leftovers(self) -> set[str]:
         """Files in the server's temp folder, and hidden work folders in its cache."""
@@ -66,15 +63,8 @@ def server(orthanc: OrthancSettings, tmp_path_factory: pytest.TempPathFactory) -
     temp = root / "server-tmp"
     temp.mkdir()
     data = root / "hope"
-    configs = config_dir_with(data, activelearning={"background_scoring": False}, retrain={"enabled": False},
-                              http={"max_upload_mb": 1})
-    port = free_port()
-    process = hope_server_process(orthanc, port, data, {"HOPE_CONFIG_DIR": str(configs), "TMPDIR": str(temp)})
-    try:
-        process.start(timeout=300)
-        yield Server(f"http://127.0.0.1:{port}", orthanc, temp, data / "cache")
-    finally:
-        process.stop()
+    with running_hope(orthanc, data, {"TMPDIR": str(temp)}, http={"max_upload_mb": 1}) as (url, _):
+        yield Server(url, orthanc, temp, data / "cache")
 
 
 @pytest.fixture(scope="module")

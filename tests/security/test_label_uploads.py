@@ -28,11 +28,10 @@ import requests
 import SimpleITK as sitk
 
 from hope.dicom.series_writer import new_identity, volume_to_datasets
-from hope.processes.hope_server import hope_server_process
 from hope.processes.orthanc import PLUGIN_DIR, PLUGINS, PYTHON_PLUGIN, OrthancSettings, orthanc_process
 from hope.processes.process import ManagedProcess, free_port
-from tests.conftest import config_dir_with
-from tests.integration.helpers import nifti_bytes, seg_series, series_volume
+from tests.conftest import running_hope
+from tests.integration.helpers import nifti_bytes, orthanc_instances, seg_series, series_volume
 
 pytestmark = pytest.mark.slow
 
@@ -56,9 +55,7 @@ class Stack:
 
     def instances(self) -> int:
         """How many instances Orthanc holds."""
-        response = requests.get(f"{self.orthanc.url}/statistics", auth=self.orthanc.auth, timeout=TIMEOUT)
-        response.raise_for_status()
-        return int(response.json()["CountInstances"])
+        return orthanc_instances(self.orthanc)
 
     def segs(self) -> set[str]:
         """The SEG series in Orthanc."""
@@ -94,15 +91,10 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     temp = root / "server-tmp"
     temp.mkdir()
     data = root / "hope"
-    configs = config_dir_with(data, activelearning={"background_scoring": False}, retrain={"enabled": False},
-                              http={"max_upload_mb": 1})
-    port = free_port()
-    server = hope_server_process(orthanc, port, data, {"HOPE_CONFIG_DIR": str(configs), "TMPDIR": str(temp)})
     try:
-        server.start(timeout=300)
-        yield Stack(f"http://127.0.0.1:{port}", orthanc, server, temp, data / "cache", refuse_flag)
+        with running_hope(orthanc, data, {"TMPDIR": str(temp)}, http={"max_upload_mb": 1}) as (url, server):
+            yield Stack(url, orthanc, server, temp, data / "cache", refuse_flag)
     finally:
-        server.stop()
         orthanc_service.stop()
 
 
