@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import nibabel as nib
 import numpy as np
 import requests
 import SimpleITK as sitk
@@ -135,3 +136,13 @@ def orthanc_instances(orthanc: OrthancSettings) -> int:
     response = requests.get(f"{orthanc.url}/statistics", auth=orthanc.auth, timeout=30)
     response.raise_for_status()
     return int(response.json()["CountInstances"])
+
+
+def nifti_header_only(shape: tuple[int, ...], dtype: type = np.uint8) -> bytes:
+    """A single-file NIfTI-1 header (352 bytes with its extension flag) declaring ``shape``, without its voxels:
+    a bomb when the volume is large."""
+    header = nib.Nifti1Header()
+    header.set_data_shape(shape)
+    header.set_data_dtype(dtype)
+    header["vox_offset"] = 352
+    return header.binaryblock + b"\0" * 4

@@ -19,7 +19,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import nibabel as nib
 import numpy as np
 import pytest
 import requests
@@ -27,7 +26,7 @@ import requests
 from hope.dicom.series_writer import new_identity, volume_to_datasets
 from hope.processes.orthanc import OrthancSettings
 from tests.conftest import running_hope
-from tests.integration.helpers import orthanc_instances
+from tests.integration.helpers import nifti_header_only, orthanc_instances
 
 pytestmark = pytest.mark.slow
 
@@ -85,15 +84,6 @@ def untouched(server: Server, series: str) -> Iterator[None]:
     assert server.leftovers() == leftovers, f"left behind: {sorted(server.leftovers() - leftovers)}"
 
 
-def _header_only(shape: tuple[int, ...], dtype: type) -> bytes:
-    """A 352-byte NIfTI-1 header declaring a volume it does not hold."""
-    header = nib.Nifti1Header()
-    header.set_data_shape(shape)
-    header.set_data_dtype(dtype)
-    header["vox_offset"] = 352
-    return header.binaryblock + b"\0" * 4
-
-
 def _infer(server: Server, series: str, model: str, filename: str, data: bytes,
            params: dict[str, object] | None = None) -> requests.Response:
     return requests.post(
@@ -133,7 +123,7 @@ def test_a_malformed_label_is_refused_with_a_reason(server: Server, series: str,
 def test_a_header_only_bomb_is_refused_at_once(server: Server, series: str, model: str) -> None:
     """352 bytes declaring a 1 GB volume: SimpleITK allocated it before any check."""
     started = time.monotonic()
-    response = _infer(server, series, model, "label.nii", _header_only((1024, 1024, 512), np.int16))
+    response = _infer(server, series, model, "label.nii", nifti_header_only((1024, 1024, 512), np.int16))
     assert response.status_code == 422, response.text[:300]
     assert "does not lie on the grid" in response.json()["detail"]
     assert time.monotonic() - started < 10

@@ -21,7 +21,6 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import nibabel as nib
 import numpy as np
 import pytest
 import requests
@@ -31,7 +30,7 @@ from hope.dicom.series_writer import new_identity, volume_to_datasets
 from hope.processes.orthanc import PLUGIN_DIR, PLUGINS, PYTHON_PLUGIN, OrthancSettings, orthanc_process
 from hope.processes.process import ManagedProcess, free_port
 from tests.conftest import running_hope
-from tests.integration.helpers import nifti_bytes, orthanc_instances, seg_series, series_volume
+from tests.integration.helpers import nifti_bytes, nifti_header_only, orthanc_instances, seg_series, series_volume
 
 pytestmark = pytest.mark.slow
 
@@ -140,14 +139,6 @@ def _put(stack: Stack, uid: str, data: bytes, filename: str = "label.nii.gz", pa
                         timeout=TIMEOUT)
 
 
-def _nifti_header(shape: tuple[int, ...], dtype: type) -> bytes:
-    header = nib.Nifti1Header()
-    header.set_data_shape(shape)
-    header.set_data_dtype(dtype)
-    header["vox_offset"] = 352
-    return header.binaryblock + b"\0" * 4
-
-
 def _gzip(head: bytes, zeros: int) -> bytes:
     """``head`` then ``zeros`` zero bytes, gzip-compressed without holding them in memory."""
     compressor = zlib.compressobj(9, zlib.DEFLATED, 31)
@@ -216,9 +207,9 @@ def test_malformed_saves_are_refused_with_a_reason(stack: Stack, series: Series,
 def test_a_bomb_is_refused_quickly_without_memory_growth(stack: Stack, series: Series, kind: str) -> None:
     """352 bytes declaring 1 GB, or 0.5 MB of gzip holding 512 MB: the server grew by the declared volume."""
     if kind == "header-only":
-        filename, data = "label.nii", _nifti_header((1024, 1024, 512), np.int16)
+        filename, data = "label.nii", nifti_header_only((1024, 1024, 512), np.int16)
     else:
-        filename, data = "label.nii.gz", _gzip(_nifti_header((1024, 1024, 512), np.uint8), 512 * MiB)
+        filename, data = "label.nii.gz", _gzip(nifti_header_only((1024, 1024, 512), np.uint8), 512 * MiB)
     assert len(data) < MiB
     started = time.monotonic()
     response, growth = _growth_during(stack, lambda: _put(stack, series.uid, data, filename=filename))

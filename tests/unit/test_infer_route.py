@@ -9,12 +9,10 @@ folder for good.
 from __future__ import annotations
 
 import json
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import nibabel as nib
 import numpy as np
 import pytest
 import SimpleITK as sitk
@@ -24,6 +22,7 @@ from fastapi.testclient import TestClient
 from hope.api import infer
 from hope.errors import InvalidInputError, NotFoundError
 from hope.server.errors import install_error_handlers
+from tests.integration.helpers import nifti_header_only
 
 SERIES = "1.2.826.0.1.3680043.8.498.7"
 MODELS = ("spine_ct_scribbles", "tumor_grade")
@@ -69,15 +68,6 @@ class Inference:
         if self.error is not None:
             raise self.error
         return {"model": model}
-
-
-@pytest.fixture
-def temp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """The temp folder the route (and Starlette's spooled uploads) write into, empty at the start."""
-    folder = tmp_path / "tmp"
-    folder.mkdir()
-    monkeypatch.setattr(tempfile, "tempdir", str(folder))
-    return folder
 
 
 @pytest.fixture
@@ -131,15 +121,6 @@ def _nifti(array: np.ndarray, reference: sitk.Image, path: Path) -> bytes:
     return path.read_bytes()
 
 
-def _header(shape: tuple[int, ...], dtype: type) -> bytes:
-    """A NIfTI-1 header alone (352 bytes), declaring a volume it does not hold."""
-    header = nib.Nifti1Header()
-    header.set_data_shape(shape)
-    header.set_data_dtype(dtype)
-    header["vox_offset"] = 352
-    return header.binaryblock + b"\0" * 4
-
-
 @pytest.mark.parametrize("filename", ["label.nii.gz", "label.nii", "label.nrrd"])
 def test_a_label_on_the_grid_reaches_the_task_checked_and_is_removed(
     client: TestClient, store: ImageStore, inference: Inference, temp: Path, tmp_path: Path, filename: str
@@ -174,8 +155,8 @@ def test_an_ohif_bin_label_is_read_onto_the_series_geometry(
         ("lesion.nii.gz", b"this is not a label\n" * 40, 422, "the label file is not NIfTI-1"),
         ("lesion.nii.gz", b"not a label", 422, "ends inside its NIfTI header"),
         ("lesion.txt", b"not a label", 422, "unknown format"),
-        ("label.nii", _header((1024, 1024, 512), np.int16), 422, "does not lie on the grid"),
-        ("label.nii", _header(GRID, np.float64), 413, "of voxels, more than the"),
+        ("label.nii", nifti_header_only((1024, 1024, 512), np.int16), 422, "does not lie on the grid"),
+        ("label.nii", nifti_header_only(GRID, np.float64), 413, "of voxels, more than the"),
         ("label.nii.gz", bytes(LIMIT + 1), 413, "max_upload_mb"),
     ],
     ids=["bin-of-the-wrong-size", "text-as-nifti", "short-text-as-nifti", "text-file", "header-only-bomb",

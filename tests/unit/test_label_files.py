@@ -12,7 +12,6 @@ import tracemalloc
 import zlib
 from pathlib import Path
 
-import nibabel as nib
 import numpy as np
 import pytest
 import SimpleITK as sitk
@@ -20,6 +19,7 @@ import SimpleITK as sitk
 from hope.datastore import label_files
 from hope.datastore.label_files import label_suffix, read_label_file
 from hope.errors import InvalidInputError, TooLargeError
+from tests.integration.helpers import nifti_header_only
 
 GRID = (10, 12, 4)  # x, y, z
 LIMIT = 1 << 20
@@ -54,15 +54,6 @@ def _read(path: Path, image: sitk.Image, tmp_path: Path, limit: int = LIMIT) -> 
     work = tmp_path / "work"
     work.mkdir(exist_ok=True)
     return read_label_file(path, image, UID, limit, work)
-
-
-def _header(shape: tuple[int, ...], dtype: type = np.uint8) -> bytes:
-    """A single-file NIfTI-1 header (352 bytes with its extension flag) declaring ``shape``."""
-    header = nib.Nifti1Header()
-    header.set_data_shape(shape)
-    header.set_data_dtype(dtype)
-    header["vox_offset"] = 352
-    return header.binaryblock + b"\0" * 4
 
 
 def _never_read(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -105,7 +96,7 @@ def test_a_truncated_gzip_stream_is_refused(
 def test_fewer_voxels_than_the_header_declares_is_refused(
     image: sitk.Image, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, compress: bool
 ) -> None:
-    data = _header(GRID) + bytes(np.prod(GRID) - 100)
+    data = nifti_header_only(GRID) + bytes(np.prod(GRID) - 100)
     path = tmp_path / ("label.nii.gz" if compress else "label.nii")
     path.write_bytes(gzip.compress(data) if compress else data)
     _never_read(monkeypatch)
@@ -128,7 +119,7 @@ def test_a_header_only_bomb_is_refused_before_anything_is_allocated(
     image: sitk.Image, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, compress: bool
 ) -> None:
     """352 bytes declaring 16 GB: SimpleITK allocated it all before any check."""
-    header = _header((2048, 2048, 1024), np.int32)
+    header = nifti_header_only((2048, 2048, 1024), np.int32)
     path = tmp_path / ("bomb.nii.gz" if compress else "bomb.nii")
     path.write_bytes(gzip.compress(header) if compress else header)
     _never_read(monkeypatch)
@@ -144,7 +135,7 @@ def test_a_gzip_bomb_on_the_grid_is_refused_while_bounded(
 ) -> None:
     """A header on the grid followed by 256 MB of zeros: decompressed in bounded chunks, refused after 481 bytes."""
     compressor = zlib.compressobj(9, zlib.DEFLATED, 31)
-    chunks = [compressor.compress(_header(GRID))]
+    chunks = [compressor.compress(nifti_header_only(GRID))]
     chunks += [compressor.compress(bytes(16 << 20)) for _ in range(16)]
     path = tmp_path / "bomb.nii.gz"
     path.write_bytes(b"".join(chunks) + compressor.flush())
@@ -163,7 +154,7 @@ def test_a_gzip_bomb_on_the_grid_is_refused_while_bounded(
 
 def test_more_voxel_bytes_than_the_limit_are_refused(image: sitk.Image, tmp_path: Path) -> None:
     path = tmp_path / "label.nii.gz"
-    path.write_bytes(gzip.compress(_header(GRID, np.float64)))  # on the grid, but 3840 bytes of voxels
+    path.write_bytes(gzip.compress(nifti_header_only(GRID, np.float64)))  # on the grid, but 3840 bytes of voxels
     with pytest.raises(TooLargeError, match="declares 0.0 MB of voxels, more than .*max_upload_mb"):
         _read(path, image, tmp_path, limit=1000)
 

@@ -6,7 +6,6 @@ JSON in ``params``, and read an upload of any size.
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -37,15 +36,6 @@ class RecordingDatastore:
         if self.error is not None:
             raise self.error
         return image_id
-
-
-@pytest.fixture
-def temp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """The temp folder the route (and Starlette's spooled uploads) write into, empty at the start."""
-    folder = tmp_path / "tmp"
-    folder.mkdir()
-    monkeypatch.setattr(tempfile, "tempdir", str(folder))
-    return folder
 
 
 @pytest.fixture
