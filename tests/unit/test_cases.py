@@ -603,3 +603,18 @@ def test_cli(cli: ModuleType, tmp_path: Path, qido_url: str, capsys: pytest.Capt
     down = [*common[:-1], f"http://127.0.0.1:{free_port()}/dicom-web"]
     assert cli.main([str(_write_csv(tmp_path, f"{S2},chordoma,malignant,pathology,\n")), *down]) == 1
     assert "could not ask the DICOM store" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("value", ["=HYPERLINK(\"http://evil\",\"x\")", "+1+1", "-2+3", "@SUM(A1)"])
+@pytest.mark.parametrize("field", ["notes", "who", "reason"])
+def test_free_text_that_a_spreadsheet_would_run_is_refused(repo: CaseRepository, field: str, value: str) -> None:
+    """Values starting with =, +, -, @ were stored and exported verbatim (CSV injection)."""
+    case = {"study_uid": S1, "tumor_type": "chordoma", "verdict": "malignant", "confirmation": "pathology"}
+    audit = {"who": "dr.path", "reason": "report 17"}
+    if field == "notes":
+        case["notes"] = value
+    else:
+        audit[field] = value
+    with pytest.raises(CaseValidationError, match=f"{field}: .* a spreadsheet runs as a formula"):
+        repo.create(CaseInput(**case), **audit)
+    assert len(repo.list_cases()) == 0

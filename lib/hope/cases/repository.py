@@ -103,6 +103,19 @@ class AuditEvent:
     reason: str
 
 
+#: First characters that make a spreadsheet run a cell as a formula when the text is exported and opened.
+FORMULA_STARTS = ("=", "+", "-", "@")  # values are stripped, so a leading tab or CR never stays
+
+
+def formula_problem(field: str, value: str | None) -> str | None:
+    """A problem when free text ``value`` would run as a spreadsheet formula once exported (CSV injection)."""
+    text = (value or "").strip()
+    if text.startswith(FORMULA_STARTS):
+        return (f"{field}: {text[:20]!r} starts with {text[0]!r}, which a spreadsheet runs as a formula; "
+                "start it with a letter, a digit or a quote")
+    return None
+
+
 def audit_problems(who: str | None, reason: str | None) -> list[str]:
     """What is wrong with the ``who`` and ``reason`` of a change (empty when both are usable)."""
     problems = []
@@ -112,6 +125,7 @@ def audit_problems(who: str | None, reason: str | None) -> list[str]:
         problems.append(f"who: at most {WHO_LENGTH} characters, got {len(who.strip())}")
     if not (reason or "").strip():
         problems.append("reason is required: say why the case is created, changed or deleted")
+    problems += [p for p in (formula_problem("who", who), formula_problem("reason", reason)) if p]
     return problems
 
 
@@ -202,6 +216,9 @@ class CaseRepository:
             problems.append(
                 self._vocabulary_problem("confirmation", values["confirmation"], vocab.confirmations, "a confirmation")
             )
+        notes_problem = formula_problem("notes", values["notes"])
+        if notes_problem:
+            problems.append(notes_problem)
         if uid_ok and check_study and not self._study_exists(uid):
             problems.append(f"study_uid: study {uid!r} is not in the DICOM store; a case needs an existing study")
         return values, problems
