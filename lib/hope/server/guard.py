@@ -18,6 +18,7 @@ import re
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.routing import APIRoute
+from starlette.datastructures import QueryParams
 from starlette.middleware import Middleware
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.responses import JSONResponse
@@ -27,7 +28,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from hope.config.server import HttpSettings
 
 #: MONAI Label routes HOPE keeps, as (method, path). Everything else of MONAI Label's is removed; HOPE serves its own
-#: ``POST /infer/{model}``, ``POST /activelearning/{strategy}`` and ``POST /train/{model}`` (:mod:`hope.api`).
+#: ``POST /infer/{model}``, ``POST /activelearning/{strategy}``, ``PUT /datastore/label``, ``POST /train/{model}``
+#: and the DICOMweb proxy (:mod:`hope.api`).
 MONAI_LABEL_ROUTES: frozenset[tuple[str, str]] = frozenset({
     ("GET", "/"),
     ("GET", "/favicon.ico"),
@@ -39,7 +41,6 @@ MONAI_LABEL_ROUTES: frozenset[tuple[str, str]] = frozenset({
     ("GET", "/datastore/image/info"),
     ("GET", "/datastore/label"),
     ("HEAD", "/datastore/label"),
-    ("PUT", "/datastore/label"),
     ("GET", "/train/"),
     ("DELETE", "/train/"),
     ("GET", "/scoring/"),
@@ -104,8 +105,6 @@ class IdentifierGuard:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Check the query parameters of an HTTP request, then pass it on."""
         if scope["type"] == "http":
-            from starlette.datastructures import QueryParams
-
             for name, value in QueryParams(scope.get("query_string", b"")).multi_items():
                 pattern = CHECKED_PARAMS.get(name)
                 if pattern is not None and not pattern.match(value):
