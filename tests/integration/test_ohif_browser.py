@@ -115,7 +115,7 @@ def test_annotate_in_ohif(browser: Any, orthanc: OrthancSettings, hope_url: str,
     served = requests.get(f"{hope_url}/ohif/app-config.js", timeout=30)
     assert served.ok and "HOPE's OHIF v3 configuration" in served.text, (
         "HOPE does not serve configs/ohif/app-config.js at /ohif/app-config.js (MONAI Label's bundled one answers): "
-        "mount hope.ohif.ohif_router() in front of MONAI Label's routes"
+        "mount hope.api.ohif.ohif_router() in front of MONAI Label's routes (hope.server.routes)"
     )
     stored = store_phantom(orthanc.url, generate_neck_ct(121, spine_labels), patient_id=PATIENT_ID, auth=orthanc.auth)
     client = orthanc.dicomweb_client()
