@@ -25,6 +25,7 @@ import pytest
 import requests
 from dicomweb_client import DICOMwebClient
 from PIL import Image
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 from playwright.sync_api import sync_playwright
 from pydicom.dataset import Dataset
 
@@ -103,6 +104,25 @@ def _seg_of(client: DICOMwebClient, study_uid: str, series_uid: str) -> Dataset 
     return None
 
 
+def _open_in_mode(row: Any, mode_button: Any) -> None:
+    """Expand the study row and click the mode's button.
+
+    The study list refetches after the MRN filter's debounce, and a refetch collapses a row expanded just before
+    it: the row is clicked again (it toggles) whenever its mode buttons are not showing.
+    """
+
+    def expanded() -> bool:
+        if mode_button.is_visible():
+            return True
+        row.click()
+        with contextlib.suppress(PlaywrightTimeout):  # the list collapsed it again: click again
+            mode_button.wait_for(state="visible", timeout=5_000)
+        return mode_button.is_visible()
+
+    poll(expanded, UI_TIMEOUT_MS / 1000, "the study row to show the MONAI Label mode's button")
+    mode_button.click()
+
+
 def _completed(hope_url: str) -> int:
     response = requests.get(f"{hope_url}/datastore/", params={"output": "stats"}, timeout=60)
     response.raise_for_status()
@@ -136,8 +156,7 @@ def test_annotate_in_ohif(browser: Any, orthanc: OrthancSettings, hope_url: str,
         _shot(page, "01-study-list")
 
         # 2. The phantom study in the MONAI Label mode: the CT is rendered (the overlay shows window and level).
-        row.click()
-        page.locator(f"[data-cy='mode-monai-label-{stored.study_uid}']").click()
+        _open_in_mode(row, page.locator(f"[data-cy='mode-monai-label-{stored.study_uid}']"))
         page.get_by_text(re.compile(r"^W:")).first.wait_for()
         axial = page.locator("[data-cy='viewport-pane']").first
         expect(axial.locator("canvas").first).to_be_visible()
