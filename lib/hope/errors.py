@@ -2,8 +2,8 @@
 
 They know nothing of HTTP. The server's edge (:mod:`hope.server.errors`) answers each kind with its status:
 :class:`NotFoundError` 404, :class:`InvalidInputError` 422, :class:`ConflictError` 409, :class:`BusyError` 429,
-:class:`StoreError` 502, :class:`UnauthenticatedError` 401 and :class:`TooLargeError` 413, always as
-``{"detail": reason}``.
+:class:`StoreError` 502, :class:`UnauthenticatedError` 401, :class:`ForbiddenError` 403, :class:`TooLargeError` 413
+and :class:`OverloadedError` 503 (with ``Retry-After``), always as ``{"detail": reason}``.
 """
 
 from __future__ import annotations
@@ -44,3 +44,15 @@ class UnauthenticatedError(HopeError, PermissionError):
 
 class TooLargeError(HopeError):
     """An upload, or the volume it declares once decompressed, is larger than the server accepts; nothing was read."""
+
+
+class ForbiddenError(HopeError, PermissionError):
+    """The signed-in user's role does not allow this; nothing was done."""
+
+
+class OverloadedError(HopeError):
+    """Every worker is busy and the queue is full; try again after ``retry_after_s`` seconds."""
+
+    def __init__(self, reason: str, retry_after_s: int) -> None:
+        super().__init__(reason)
+        self.retry_after_s = retry_after_s

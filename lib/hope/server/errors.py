@@ -10,9 +10,11 @@ from fastapi.responses import JSONResponse
 from hope.errors import (
     BusyError,
     ConflictError,
+    ForbiddenError,
     HopeError,
     InvalidInputError,
     NotFoundError,
+    OverloadedError,
     StoreError,
     TooLargeError,
     UnauthenticatedError,
@@ -28,6 +30,8 @@ STATUS: dict[type[HopeError], int] = {
     StoreError: 502,
     UnauthenticatedError: 401,
     TooLargeError: 413,
+    ForbiddenError: 403,
+    OverloadedError: 503,
 }
 
 
@@ -40,7 +44,8 @@ async def _answer(request: Request, error: Exception) -> JSONResponse:
     assert isinstance(error, HopeError)
     status = status_of(error)
     logger.info(f"{request.method} {request.url.path}: answering {status}: {error.reason}")
-    return JSONResponse({"detail": error.reason}, status_code=status)
+    headers = {"Retry-After": str(error.retry_after_s)} if isinstance(error, OverloadedError) else None
+    return JSONResponse({"detail": error.reason}, status_code=status, headers=headers)
 
 
 def install_error_handlers(app: FastAPI) -> None:
