@@ -1,5 +1,5 @@
 """Server settings (``configs/server.yaml``): the tasks served, the store, retraining, sync, active learning, demo,
-HTTP access to HOPE and who may reach Orthanc."""
+HTTP access to HOPE, sign-in and review (:mod:`hope.config.auth`), and who may reach Orthanc."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hope.config.auth import AuthSettings, ReviewSettings, parse_auth, parse_review
 from hope.config.files import ConfigError, config_dir, flag, number, read_yaml, require, section
 
 
@@ -28,6 +29,9 @@ class HttpSettings:
     allowed_hosts: tuple[str, ...] = ("127.0.0.1", "localhost")
     cors_origins: tuple[str, ...] = ()  # empty: same origin only
     max_upload_mb: float = 512.0
+    infer_workers: int = 2
+    infer_queue: int = 8
+    retry_after_seconds: int = 5
 
     @property
     def max_upload_bytes(self) -> int:
@@ -113,9 +117,12 @@ class ServerSettings:
     demo: DemoSettings = field(default_factory=DemoSettings)
     http: HttpSettings = field(default_factory=HttpSettings)
     orthanc: OrthancAccess = field(default_factory=OrthancAccess)
+    auth: AuthSettings = field(default_factory=AuthSettings)
+    review: ReviewSettings = field(default_factory=ReviewSettings)
 
 
-KNOWN_SECTIONS = {"tasks", "fewshot_tasks", "datastore", "retrain", "sync", "activelearning", "demo", "http", "orthanc"}
+KNOWN_SECTIONS = {"tasks", "fewshot_tasks", "datastore", "retrain", "sync", "activelearning", "demo", "http", "orthanc",
+                  "auth", "review"}
 #: Longest DICOM AE title (characters).
 AE_TITLE_MAX = 16
 
@@ -136,6 +143,9 @@ def _http(raw: dict[str, Any], where: str) -> HttpSettings:
         allowed_hosts=_strings(raw, "allowed_hosts", d.allowed_hosts, where),
         cors_origins=origins,
         max_upload_mb=number(raw, "max_upload_mb", d.max_upload_mb, where, low=1),
+        infer_workers=number(raw, "infer_workers", d.infer_workers, where, cast=int, low=1),
+        infer_queue=number(raw, "infer_queue", d.infer_queue, where, cast=int, low=0),
+        retry_after_seconds=number(raw, "retry_after_seconds", d.retry_after_seconds, where, cast=int, low=1),
     )
 
 
@@ -228,6 +238,8 @@ def parse_server_settings(data: dict[str, Any], where: str = "server.yaml") -> S
         demo=_demo(section(data, "demo", where), f"{where}.demo"),
         http=_http(section(data, "http", where), f"{where}.http"),
         orthanc=_orthanc(section(data, "orthanc", where), f"{where}.orthanc"),
+        auth=parse_auth(section(data, "auth", where), f"{where}.auth"),
+        review=parse_review(section(data, "review", where), f"{where}.review"),
     )
 
 
