@@ -4,7 +4,8 @@ Both are supervised (:class:`hope.processes.supervisor.Supervisor`): one that ex
 (1 s, 2 s, 4 s ... at most 60 s), and each exit and restart is logged with its exit code.
 
 Environment: ``HOPE_DATA_DIR`` (./data), ``HOPE_PORT`` (8000), ``HOPE_ORTHANC_HTTP_PORT`` (8042),
-``HOPE_ORTHANC_DICOM_PORT`` (4242), ``HOPE_DEMO`` (1; 0 skips the demo phantoms),
+``HOPE_ORTHANC_DICOM_PORT`` (4242), ``HOPE_HOST`` (127.0.0.1; another address needs sign-in on),
+``HOPE_DEMO`` (1; 0 skips the demo phantoms),
 ``HOPE_ORTHANC_POSTGRES_URL`` (unset: SQLite; ``postgresql://user:password@host:port/database`` puts Orthanc's index
 in that PostgreSQL database), ``HOPE_ORTHANC_POSTGRES_STORAGE`` (0; 1 puts the DICOM files there too).
 
@@ -20,13 +21,14 @@ import signal
 from pathlib import Path
 from types import FrameType
 
-from hope.config import ServerSettings, load_server_settings, load_task
+from hope.config import ConfigError, ServerSettings, load_server_settings, load_task
 from hope.demo import load_demo
 from hope.fewshot.config import load_fewshot_task
 from hope.fewshot_demo import load_fewshot_demo
 from hope.processes.hope_server import hope_server_process
 from hope.processes.orthanc import OrthancSettings, PostgresIndex, orthanc_process
 from hope.processes.supervisor import Supervisor
+from hope.server.binding import check_bind
 
 logger = logging.getLogger("hope.launcher")
 
@@ -64,7 +66,12 @@ def main() -> None:
         secrets_dir=data_dir / "secrets",
     )
     orthanc = orthanc_process(orthanc_settings)
-    server = hope_server_process(orthanc_settings, port, data_dir)
+    host = os.environ.get("HOPE_HOST", "127.0.0.1").strip() or "127.0.0.1"
+    try:
+        check_bind(host, settings.auth)
+    except ConfigError as exc:
+        raise SystemExit(f"HOPE_HOST: {exc}") from exc
+    server = hope_server_process(orthanc_settings, port, data_dir, host=host)
     supervisor = Supervisor()
     signal.signal(signal.SIGINT, _interrupt)
     signal.signal(signal.SIGTERM, _interrupt)
@@ -109,6 +116,9 @@ def _load_fewshot_demo_once(data_dir: Path, settings: ServerSettings, orthanc: O
     """Rare-tumour phantoms, labelled and recorded through HOPE, so the few-shot tasks have support sets."""
     marker = data_dir / ".fewshot-demo-loaded"
     if os.environ.get("HOPE_DEMO", "1") == "0" or marker.exists() or "fewshot_tumor" not in settings.fewshot_tasks:
+        return
+    if settings.auth.enabled:
+        logger.info("sign-in is on: the rare-tumour demo (case records written through HOPE) is not loaded")
         return
     fewshot = load_fewshot_task("fewshot_tumor")
     load_fewshot_demo(

@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Response
+from fastapi import APIRouter, Depends, Header, Response
 from monailabel.utils.async_tasks.task import AsyncTask
 from monailabel.utils.async_tasks.utils import tasks as train_tasks
 from pydantic import BaseModel
 
+from hope.auth.identity import Identity, current_identity, recorded_user
 from hope.config import TaskDefinition
 from hope.errors import BusyError, NotFoundError
 from hope.fewshot.config import FewShotDefinition
@@ -42,9 +43,10 @@ def build_router(
     @router.post("/train/{model}", summary="Start training a task, with parameters within the task's bounds")
     def start_training(
         model: str,
+        identity: Annotated[Identity, Depends(current_identity)],
         params: dict[str, Any] | None = None,
         enqueue: bool = False,
-        x_hope_user: str = Header(default="admin"),
+        x_hope_user: Annotated[str | None, Header(description="who starts it (loopback demo only)")] = None,
     ) -> dict[str, Any]:
         registry(model)
         clean = validate_train_params(tasks[model], params, published_config(model))
@@ -55,9 +57,9 @@ def build_router(
                 f"{active[0]['id']}); wait for it (GET /train/), stop it (DELETE /train/), or repeat with "
                 "?enqueue=true to queue this one"
             )
-        result, detail = AsyncTask.run(
-            "train", request={"model": model, "started_by": x_hope_user}, params=clean, enqueue=True
-        )
+        started_by = recorded_user(identity, x_hope_user)
+        result, detail = AsyncTask.run("train", request={"model": model, "started_by": started_by}, params=clean,
+                                       enqueue=True)
         return result
 
     @router.get("/hope/models/{task}/versions", summary="Kept model versions and which one serves")

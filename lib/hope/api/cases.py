@@ -1,8 +1,9 @@
 """HTTP routes of case records: ``/cases``.
 
-* Who makes a change: the ``X-HOPE-User`` header, or the field ``who`` (JSON body of ``PUT``, query parameter of
-  ``DELETE``, form field of ``POST /cases/import``). Either one; both only if they agree. The name is recorded as
-  given: HOPE does not authenticate it.
+* Who makes a change: with sign-in on, the signed-in user (``X-HOPE-User`` and ``who`` are ignored). On the
+  loopback demo (sign-in off), the ``X-HOPE-User`` header or the field ``who`` (JSON body of ``PUT``, query
+  parameter of ``DELETE``, form field of ``POST /cases/import``): either one, both only if they agree, recorded as
+  given.
 * Every change needs a ``reason`` (body, query parameter or form field as for ``who``).
 * Errors: 422 for invalid content (an unknown tumour type, verdict or confirmation, a verdict the tumour type cannot
   have, a malformed study UID, a missing ``who`` or ``reason``, a bad CSV) and for a study the DICOM store does not
@@ -19,9 +20,10 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, File, Form, Header, Query, Response, UploadFile
+from fastapi import APIRouter, Depends, File, Form, Header, Query, Response, UploadFile
 from pydantic import BaseModel, Field
 
+from hope.auth.identity import Identity, current_identity
 from hope.cases.csv_import import import_stream
 from hope.cases.orthanc_lookup import StudyLookupError
 from hope.cases.repository import AuditEvent, Case, CaseError, CaseInput, CaseNotFoundError, CaseRepository
@@ -29,7 +31,9 @@ from hope.errors import InvalidInputError, NotFoundError, StoreError
 
 USER_HEADER = "X-HOPE-User"
 
-UserHeader = Annotated[str | None, Header(alias=USER_HEADER, description="who makes the change (or field `who`)")]
+UserHeader = Annotated[str | None, Header(alias=USER_HEADER, description="who makes the change (or field `who`); "
+                                                                       "ignored when sign-in is on")]
+SignedIn = Annotated[Identity, Depends(current_identity)]
 
 
 class CaseBody(BaseModel):
@@ -88,7 +92,9 @@ def _events(events: tuple[AuditEvent, ...]) -> list[AuditOut]:
     return [AuditOut.model_validate(e, from_attributes=True) for e in events]
 
 
-def _who(header: str | None, field: str | None) -> str:
+def _who(identity: Identity, header: str | None, field: str | None) -> str:
+    if identity.verified:
+        return identity.user
     header, field = (header or "").strip(), (field or "").strip()
     if header and field and header != field:
         raise InvalidInputError(f"who: the {USER_HEADER} header says {header!r} but the field who says {field!r}")
@@ -131,12 +137,13 @@ def build_router(repo: CaseRepository) -> APIRouter:
     @router.post("/import", summary="Import a CSV of cases, all or nothing")
     def post_import(
         file: Annotated[UploadFile, File(description="CSV: study_uid, tumor_type, verdict, confirmation[, notes]")],
+        identity: SignedIn,
         reason: Annotated[str, Form(description="why these cases are imported")],
         who: Annotated[str | None, Form(description=f"who imports, unless the {USER_HEADER} header says it")] = None,
         x_hope_user: UserHeader = None,
     ) -> ImportOut:
         """Every row is checked first; if any is wrong, the 422 lists every problem by line and nothing is written."""
-        user = _who(x_hope_user, who)
+        user = _who(identity, x_hope_user, who)
         try:
             text = file.file.read().decode("utf-8-sig")
         except UnicodeDecodeError as exc:
@@ -153,9 +160,10 @@ def build_router(repo: CaseRepository) -> APIRouter:
             return _case(repo.get(study_uid))
 
     @router.put("/{study_uid}", summary="Create or update the case record of a study")
-    def put_case(study_uid: str, body: CaseBody, response: Response, x_hope_user: UserHeader = None) -> CasePutOut:
+    def put_case(study_uid: str, body: CaseBody, response: Response, identity: SignedIn,
+                 x_hope_user: UserHeader = None) -> CasePutOut:
         """201 when created, 200 when updated or unchanged (an unchanged case writes no audit entry)."""
-        user = _who(x_hope_user, body.who)
+        user = _who(identity, x_hope_user, body.who)
         case = CaseInput(study_uid, body.tumor_type, body.verdict, body.confirmation, body.notes)
         with _http_errors():
             stored, change = repo.upsert(case, who=user, reason=body.reason)
@@ -166,11 +174,12 @@ def build_router(repo: CaseRepository) -> APIRouter:
     @router.delete("/{study_uid}", summary="Delete the case record of a study (its audit trail stays)")
     def delete_case(
         study_uid: str,
+        identity: SignedIn,
         reason: Annotated[str, Query(description="why the case is deleted")],
         who: Annotated[str | None, Query(description=f"who deletes, unless the {USER_HEADER} header says it")] = None,
         x_hope_user: UserHeader = None,
     ) -> CaseOut:
-        user = _who(x_hope_user, who)
+        user = _who(identity, x_hope_user, who)
         with _http_errors():
             return _case(repo.delete(study_uid, who=user, reason=reason))
 

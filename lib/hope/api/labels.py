@@ -23,14 +23,13 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from fastapi import APIRouter, Depends, Request
-from monailabel.config import settings
-from monailabel.endpoints.user.auth import RBAC, User
 from monailabel.interfaces.datastore import Datastore, DefaultLabelTag
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData, UploadFile
 from starlette.types import Message
 
 from hope.api.params import parse_params
+from hope.auth.identity import Identity, current_identity, recorded_user
 from hope.datastore.label_files import CHUNK, label_suffix
 from hope.errors import InvalidInputError, TooLargeError
 
@@ -38,7 +37,7 @@ logger = logging.getLogger(__name__)
 
 #: Room for the multipart framing and the ``params`` field on top of the label file itself.
 FORM_OVERHEAD_BYTES = 1 << 20
-_ANNOTATOR = Depends(RBAC(settings.MONAI_LABEL_AUTH_ROLE_ANNOTATOR))
+_IDENTITY = Depends(current_identity)
 _REQUEST_BODY = {
     "required": True,
     "content": {
@@ -77,7 +76,7 @@ def build_router(
     @router.put("/datastore/label", summary="Save a label (tag final: a DICOM SEG in the store)",
                 openapi_extra={"requestBody": _REQUEST_BODY})
     async def save_label(
-        request: Request, image: str, tag: str = DefaultLabelTag.FINAL.value, user: User = _ANNOTATOR
+        request: Request, image: str, tag: str = DefaultLabelTag.FINAL.value, identity: Identity = _IDENTITY
     ) -> dict[str, Any]:
         form = await _bounded_form(request, max_upload_bytes + FORM_OVERHEAD_BYTES)
         try:
@@ -86,8 +85,9 @@ def build_router(
                 raise InvalidInputError("no label file: send it as the multipart file field 'label' (with the query "
                                         "parameters image and tag, and the form field params)")
             params = parse_params(form.get("params"))
+            params["user"] = recorded_user(identity, params.get("user"))
             suffix = label_suffix(upload.filename or "label.nii.gz")
-            logger.info(f"saving the label of {image} for tag {tag} by {user.username}")
+            logger.info(f"saving the label of {image} for tag {tag} by {params['user']}")
 
             def save() -> str:
                 with tempfile.TemporaryDirectory(prefix="hope-label-") as tmp:

@@ -57,3 +57,10 @@ def current_identity(connection: HTTPConnection) -> Identity:
     if not isinstance(identity, Identity):
         raise RuntimeError("no identity on the request: hope.server.access.AccessGuard must wrap every route")
     return identity
+
+
+def recorded_user(identity: Identity, claimed: object = None) -> str:
+    """Who a change is recorded as: the signed-in user; on the loopback demo, whoever the client ``claimed``."""
+    if identity.verified or not isinstance(claimed, str) or not claimed.strip():
+        return identity.user
+    return claimed.strip()

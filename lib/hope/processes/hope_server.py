@@ -13,9 +13,13 @@ APP_DIR = REPO_ROOT / "apps" / "hope"
 
 
 def hope_server_process(
-    orthanc: OrthancSettings, port: int, data_dir: Path, extra_env: dict[str, str] | None = None
+    orthanc: OrthancSettings, port: int, data_dir: Path, extra_env: dict[str, str] | None = None,
+    host: str = "127.0.0.1",
 ) -> ManagedProcess:
-    """A :class:`ManagedProcess` for the HOPE server on 127.0.0.1:``port``, against ``orthanc``'s DICOMweb.
+    """A :class:`ManagedProcess` for the HOPE server on ``host``:``port``, against ``orthanc``'s DICOMweb.
+
+    A ``host`` other than loopback needs sign-in on (:func:`hope.server.binding.check_bind`); the server is
+    checked for readiness on 127.0.0.1 unless ``host`` is another single address.
 
     Models go to ``<data_dir>/models`` and the DICOM cache to ``<data_dir>/cache``. HOPE logs in to Orthanc with
     ``orthanc``'s credentials (MONAI Label's ``MONAI_LABEL_DICOMWEB_USERNAME`` / ``_PASSWORD``) and checks store
@@ -36,9 +40,16 @@ def hope_server_process(
         name="HOPE server",
         command=[
             sys.executable, "-m", "monailabel.main", "start_server", "--app", str(APP_DIR),
-            "--studies", orthanc.dicomweb_url, "--host", "127.0.0.1", "--port", str(port),
+            "--studies", orthanc.dicomweb_url, "--host", host, "--port", str(port),
         ],
         log_path=data_dir / "hope.log",
-        ready_url=f"http://127.0.0.1:{port}/info/",
+        ready_url=f"http://{_reachable(host)}:{port}/auth/",  # public: ready whether or not sign-in is on
         env=env,
     )
+
+
+def _reachable(host: str) -> str:
+    """An address of this machine where a server listening on ``host`` answers."""
+    if host in {"0.0.0.0", "::", ""}:
+        return "127.0.0.1"
+    return f"[{host}]" if ":" in host else host

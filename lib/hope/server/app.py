@@ -6,6 +6,7 @@ mounted in :mod:`hope.server.routes`.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ from monailabel.utils.async_tasks.task import AsyncTask
 
 import hope
 from hope.errors import NotFoundError
+from hope.server.binding import bind_host, check_bind
 from hope.server.collaborators import Collaborators, StoreAccess, build_collaborators, start_background
 from hope.server.lifetime import bind_to_server, mark_server
 from hope.server.paths import RuntimePaths
@@ -81,6 +83,7 @@ class HopeApp(MONAILabelApp):
         super().server_mode(mode)
         if not mode or self._mounted:
             return
+        check_bind(bind_host(sys.argv), self.hope.settings.auth)
         mark_server()
         from monailabel.app import app as fastapi_app  # the running server's FastAPI app
 
