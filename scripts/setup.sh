@@ -12,7 +12,8 @@ log() { printf '\033[1;34m[setup]\033[0m %s\n' "$*"; }
 
 # orthanc-postgresql and postgresql: the optional PostgreSQL index, and the server its test starts in a temporary
 # folder on a free port (Debian's own cluster on 5432, if its post-install starts one, is left alone and unused).
-APT_PACKAGES=(orthanc orthanc-dicomweb orthanc-gdcm orthanc-python orthanc-postgresql postgresql python3-venv)
+# nginx: the TLS reverse proxy (configs/nginx) and its test (bookworm's nginx-light is only nginx plus an echo module).
+APT_PACKAGES=(orthanc orthanc-dicomweb orthanc-gdcm orthanc-python orthanc-postgresql postgresql nginx python3-venv)
 if [[ "${HOPE_WITH_BROWSER:-1}" == 1 ]]; then APT_PACKAGES+=(chromium); fi
 
 missing=()
@@ -32,6 +33,25 @@ fi
 if systemctl is-active --quiet orthanc 2>/dev/null; then
   log "stopping the Debian orthanc service (HOPE starts its own Orthanc)"
   systemctl stop orthanc && systemctl disable orthanc >/dev/null 2>&1 || true
+fi
+# Debian also starts nginx with its default site on port 80 when it installs it. Stopped only right after this run
+# installed it: a later run must not stop an nginx serving configs/nginx/hope.conf (README "TLS with nginx").
+if [[ " ${missing[*]-} " == *" nginx "* ]] && systemctl is-active --quiet nginx 2>/dev/null; then
+  log "stopping the Debian nginx service started by its installation (enable configs/nginx/hope.conf to use it)"
+  systemctl stop nginx && systemctl disable nginx >/dev/null 2>&1 || true
+fi
+
+# The local OpenID Connect provider of the tests and the demo (oidc-provider/provider.mjs, Node): its locked npm
+# packages, installed again whenever package-lock.json is newer than node_modules/.
+if [[ ! -d oidc-provider/node_modules || oidc-provider/package-lock.json -nt oidc-provider/node_modules ]]; then
+  if ! command -v npm >/dev/null || ! command -v node >/dev/null; then
+    echo "node and npm are needed for oidc-provider/ (HOPE's local OpenID Connect provider): install Node.js 20 or" \
+      "later with npm (Debian: apt-get install nodejs npm), then run scripts/setup.sh again" >&2
+    exit 1
+  fi
+  log "installing oidc-provider/ npm packages (package-lock.json)"
+  (cd oidc-provider && npm ci --omit=dev --no-audit --no-fund --loglevel=error)
+  touch oidc-provider/node_modules
 fi
 
 PY=${PYTHON:-python3}
