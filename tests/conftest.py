@@ -6,6 +6,7 @@ import os
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,13 @@ import yaml
 
 from hope.config import DEFAULT_CONFIG_DIR, load_task
 from hope.processes.hope_server import hope_server_process
+from hope.processes.oidc_provider import (
+    SLICER_CLIENT,
+    OidcProviderSettings,
+    demo_password,
+    oidc_provider_process,
+    password_token,
+)
 from hope.processes.orthanc import OrthancSettings, orthanc_process
 from hope.processes.process import ManagedProcess, free_port
 from hope.sync.signing import EventKey
@@ -48,19 +56,69 @@ QUIET = {"activelearning": {"background_scoring": False}, "retrain": {"enabled":
 
 
 @contextmanager
-def running_hope(orthanc: OrthancSettings, data: Path, env: dict[str, str] | None = None,
+def running_hope(orthanc: OrthancSettings, data: Path, env: dict[str, str] | None = None, port: int | None = None,
                  **server: dict[str, Any]) -> Iterator[tuple[str, ManagedProcess]]:
-    """A real HOPE server on a free loopback port against ``orthanc``, with its state in ``data``; its URL and
-    process. ``server.yaml`` is :data:`QUIET`, updated with ``server`` sections; ``env`` adds to its environment."""
+    """A real HOPE server on a loopback port (``port``, or a free one) against ``orthanc``, with its state in
+    ``data``; its URL and process. ``server.yaml`` is :data:`QUIET`, updated with ``server`` sections; ``env`` adds
+    to its environment."""
     configs = config_dir_with(data, **{section: {**QUIET.get(section, {}), **values}
                                        for section, values in {**QUIET, **server}.items()})
-    port = free_port()
+    port = port or free_port()
     process = hope_server_process(orthanc, port, data, {"HOPE_CONFIG_DIR": str(configs), **(env or {})})
     try:
         process.start(timeout=300)
         yield f"http://127.0.0.1:{port}", process
     finally:
         process.stop()
+
+
+@dataclass
+class SignedInHope:
+    """A HOPE server with sign-in on, and the real OpenID Connect provider it trusts (its demo users)."""
+
+    url: str
+    issuer: str
+    process: ManagedProcess
+    _tokens: dict[str, str] = field(default_factory=dict)
+
+    def token(self, username: str) -> str:
+        """An access token of the demo user ``username`` (password grant at the provider, as Slicer's is)."""
+        if username not in self._tokens:
+            answer = password_token(self.issuer, SLICER_CLIENT, username, demo_password(username))
+            self._tokens[username] = str(answer["access_token"])
+        return self._tokens[username]
+
+    def headers(self, username: str) -> dict[str, str]:
+        """``Authorization: Bearer`` headers of ``username``."""
+        return {"Authorization": f"Bearer {self.token(username)}"}
+
+
+#: A demo user per role (configs/auth/demo-users.json).
+ROLE_USERS = {"user": "uma", "annotator": "anna", "reviewer": "rita", "admin": "ada"}
+
+
+@contextmanager
+def signed_in_hope(orthanc: OrthancSettings, data: Path, **server: dict[str, Any]) -> Iterator[SignedInHope]:
+    """A real HOPE server with sign-in on (``auth`` updated with ``server["auth"]``), trusting a real OpenID Connect
+    provider (``oidc-provider/``) started on a free port with the demo users; both stop on exit."""
+    port = free_port()
+    callbacks = tuple(f"http://{host}:{port}/auth/callback" for host in ("127.0.0.1", "localhost"))
+    provider_settings = OidcProviderSettings(port=free_port(), redirect_uris=callbacks, log_dir=data)
+    provider = oidc_provider_process(provider_settings)
+    provider.start(timeout=60)
+    try:
+        auth = {"enabled": True, "issuer": provider_settings.issuer, **server.pop("auth", {})}
+        with running_hope(orthanc, data, port=port, auth=auth, **server) as (url, process):
+            yield SignedInHope(url, provider_settings.issuer, process)
+    finally:
+        provider.stop()
+
+
+@pytest.fixture(scope="session")
+def team_hope(orthanc: OrthancSettings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SignedInHope]:
+    """HOPE as a team runs it: sign-in on, label review on, against the test Orthanc."""
+    with signed_in_hope(orthanc, tmp_path_factory.mktemp("team"), review={"enabled": True}) as server:
+        yield server
 
 
 @pytest.fixture(scope="session")

@@ -73,7 +73,7 @@ RULES: tuple[RouteRule, ...] = tuple(
              "POST /train/{model}", "DELETE /train/", "POST /scoring/{method}", "DELETE /scoring/",
              "PUT /hope/retrain", "PUT /hope/models/{task}/pin", "DELETE /hope/models/{task}/pin",
              "POST /cases/import", "DELETE /cases/{study_uid}", "DELETE /datastore/label",
-             "DELETE /datastore/image", "GET /hope/audit")
+             "DELETE /datastore/image", "GET /hope/audit", "GET /auth/routes")
 )
 
 
