@@ -25,8 +25,10 @@ from pydicom.dataset import Dataset
 
 from hope.demo import StoredPhantom, store_phantom
 from hope.phantoms import generate_neck_ct
+from hope.processes.oidc_provider import demo_password
 from hope.processes.orthanc import OrthancSettings
 
+from ..conftest import SignedInHope
 from .helpers import nifti_bytes, poll, seg_series
 
 pytestmark = pytest.mark.slow
@@ -171,3 +173,37 @@ def _train_task(slicer: Any, task_id: str) -> dict[str, Any]:
     response = requests.get(f"{slicer.get_server_url()}/train/", params={"all": "true"}, timeout=30)
     response.raise_for_status()
     return next(t for t in response.json() if t["id"] == task_id)
+
+
+def test_slicer_signed_in_as_an_annotator(slicer_lib: ModuleType, team_hope: SignedInHope, orthanc: OrthancSettings,
+                                          spine_labels: dict[str, int], tmp_path: Path) -> None:
+    """With sign-in on, Slicer's module signs in with a username and password (``POST /auth/token``), infers and
+    saves as that user (the SEG names them), and is refused training with a 403 that names the role it needs."""
+    stored = store_phantom(orthanc.url, generate_neck_ct(44, spine_labels), patient_id="SLICER-AUTH-44",
+                           auth=orthanc.auth)
+    client = slicer_lib.MONAILabelClient(team_hope.url, tmpdir=str(tmp_path), client_id="slicer")
+    assert client.auth_enabled()
+    with pytest.raises(slicer_lib.MONAILabelClientException, match="Status: 401"):
+        client.info()  # not signed in yet
+    with pytest.raises(slicer_lib.MONAILabelClientException, match="Status: 401"):
+        client.auth_token("anna", "not-her-password")
+    client.update_auth(client.auth_token("anna", demo_password("anna")))
+    assert client.auth_valid_token()
+    assert "spine_ct" in client.info()["models"]
+
+    label_file, params = client.infer("spine_ct", stored.series_uid, {})
+    assert params["label_names"] == spine_labels and Path(label_file).is_file()
+    image = sitk.ReadImage(str(label_file))
+    corrected = tmp_path / "corrected.nii.gz"
+    corrected.write_bytes(nifti_bytes(stored.phantom.label, image))
+    before = {s.SeriesInstanceUID for s in seg_series(orthanc.dicomweb_client())}
+    client.save_label(stored.series_uid, str(corrected), params={"user": "someone-else"})
+    new = [s for s in seg_series(orthanc.dicomweb_client()) if s.SeriesInstanceUID not in before
+           and s.StudyInstanceUID == stored.study_uid]
+    assert len(new) == 1
+    instance = orthanc.dicomweb_client().retrieve_series(stored.study_uid, new[0].SeriesInstanceUID)[0]
+    assert str(instance.ContentCreatorName) == "anna" and str(instance.OperatorsName) == "anna"
+
+    with pytest.raises(slicer_lib.MONAILabelClientException, match="Status: 403") as refused:
+        client.train_start("spine_ct", {"max_epochs": 1})
+    assert "needs the admin role" in refused.value.msg
