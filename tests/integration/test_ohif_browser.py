@@ -33,8 +33,10 @@ from hope.config import REPO_ROOT
 from hope.demo import store_phantom
 from hope.dicom.seg import seg_referenced_series_uid, seg_to_label
 from hope.phantoms import generate_neck_ct
+from hope.processes.oidc_provider import demo_password
 from hope.processes.orthanc import OrthancSettings
 
+from ..conftest import SignedInHope
 from .helpers import download_series, poll, seg_series
 
 pytestmark = pytest.mark.slow
@@ -123,23 +125,27 @@ def _open_in_mode(row: Any, mode_button: Any) -> None:
     mode_button.click()
 
 
-def _completed(hope_url: str) -> int:
-    response = requests.get(f"{hope_url}/datastore/", params={"output": "stats"}, timeout=60)
+def _completed(api: requests.Session, hope_url: str) -> int:
+    response = api.get(f"{hope_url}/datastore/", params={"output": "stats"}, timeout=60)
     response.raise_for_status()
     return int(response.json()["completed"])
 
 
-def test_annotate_in_ohif(browser: Any, orthanc: OrthancSettings, hope_url: str, spine_labels: dict[str, int]) -> None:
+def _annotate(browser: Any, orthanc: OrthancSettings, hope_url: str, spine_labels: dict[str, int],
+              api: requests.Session, patient_id: str, seed: int, sign_in: tuple[str, str] | None = None,
+              shots: str = "") -> Dataset:
+    """The annotator's session in OHIF, signed in at the provider's page first when ``sign_in`` (user, password)
+    is given; the SEG it saved. Screenshots are named ``<shots>01-...png`` on. ``api`` carries the credentials of
+    HOPE's API calls made beside the browser."""
     from playwright.sync_api import expect
 
-    served = requests.get(f"{hope_url}/ohif/app-config.js", timeout=30)
+    served = api.get(f"{hope_url}/ohif/app-config.js", timeout=30)
     assert served.ok and "HOPE's OHIF v3 configuration" in served.text, (
         "HOPE does not serve configs/ohif/app-config.js at /ohif/app-config.js (MONAI Label's bundled one answers): "
         "mount hope.api.ohif.ohif_router() in front of MONAI Label's routes (hope.server.routes)"
     )
-    stored = store_phantom(orthanc.url, generate_neck_ct(121, spine_labels), patient_id=PATIENT_ID, auth=orthanc.auth)
+    stored = store_phantom(orthanc.url, generate_neck_ct(seed, spine_labels), patient_id=patient_id, auth=orthanc.auth)
     client = orthanc.dicomweb_client()
-    completed_before = _completed(hope_url)
 
     context = browser.new_context(viewport=VIEWPORT)
     context.set_default_timeout(UI_TIMEOUT_MS)
@@ -149,11 +155,17 @@ def test_annotate_in_ohif(browser: Any, orthanc: OrthancSettings, hope_url: str,
     try:
         # 1. The study list, from Orthanc through HOPE's DICOMweb proxy.
         page.goto(f"{hope_url}/ohif/")
+        if sign_in is not None:  # HOPE sent the browser to the provider's login page
+            expect(page.get_by_role("heading", name="Sign in to HOPE")).to_be_visible()
+            _shot(page, shots + "00-sign-in")
+            page.get_by_label("Username").fill(sign_in[0])
+            page.get_by_label("Password").fill(sign_in[1])
+            page.get_by_role("button", name="Sign in").click()
         page.get_by_role("button", name="Confirm and Hide").click()  # OHIF's "investigational use" notice
-        page.locator("[data-cy='input-mrn']").fill(PATIENT_ID)
+        page.locator("[data-cy='input-mrn']").fill(patient_id)
         row = page.locator(f"[data-cy='studyRow-{stored.study_uid}']")
-        expect(row).to_contain_text(PATIENT_ID)
-        _shot(page, "01-study-list")
+        expect(row).to_contain_text(patient_id)
+        _shot(page, shots + "01-study-list")
 
         # 2. The phantom study in the MONAI Label mode: the CT is rendered (the overlay shows window and level).
         _open_in_mode(row, page.locator(f"[data-cy='mode-monai-label-{stored.study_uid}']"))
@@ -161,7 +173,7 @@ def test_annotate_in_ohif(browser: Any, orthanc: OrthancSettings, hope_url: str,
         axial = page.locator("[data-cy='viewport-pane']").first
         expect(axial.locator("canvas").first).to_be_visible()
         before = _colored_fraction(axial.screenshot(animations="disabled"))
-        _shot(page, "02-study")
+        _shot(page, shots + "02-study")
 
         # 3. spine_ct from the MONAI Label panel (its server is the HOPE that serves the page): the suggestion is
         #    overlaid. The NRRD OHIF received is kept to compare with what is saved.
@@ -179,7 +191,7 @@ def test_annotate_in_ohif(browser: Any, orthanc: OrthancSettings, hope_url: str,
             return fraction if fraction > before + 0.01 else None
 
         poll(overlaid, 30, "the suggestion to be drawn over the CT")
-        _shot(page, "03-suggestion")
+        _shot(page, shots + "03-suggestion")
 
         # 4. A correction: paint tumor with the Brush on the axial slice on screen.
         page.locator("[data-cy^='panelSegmentation']").click()
@@ -193,7 +205,7 @@ def test_annotate_in_ohif(browser: Any, orthanc: OrthancSettings, hope_url: str,
         for step in range(1, 21):
             page.mouse.move(cx - 40 + 4 * step, cy - 25 + 2 * step)
         page.mouse.up()
-        _shot(page, "04-correction")
+        _shot(page, shots + "04-correction")
 
         # 5. Save: Segmentation panel menu -> Export & Download -> Export DICOM SEG (saved through HOPE).
         page.locator("div.bg-primary-dark.h-10 button").first.click()  # the "..." left of the segmentation's name
@@ -201,12 +213,12 @@ def test_annotate_in_ohif(browser: Any, orthanc: OrthancSettings, hope_url: str,
         page.get_by_text("Export DICOM SEG").click()
         outcome = page.get_by_text(re.compile(r"^(Saved to Orthanc as DICOM SEG|Not saved: )")).first
         outcome.wait_for()
-        _shot(page, "05-saved")
+        _shot(page, shots + "05-saved")
         assert outcome.inner_text().startswith("Saved"), outcome.inner_text()
         assert not errors, f"errors in the page: {errors}"
     finally:
         with contextlib.suppress(Exception):  # the state the page was left in, for failures
-            _shot(page, "99-last")
+            _shot(page, shots + "99-last")
         context.close()
 
     # The SEG is in Orthanc, references the series, and holds the suggestion plus the painted correction.
@@ -221,7 +233,55 @@ def test_annotate_in_ohif(browser: Any, orthanc: OrthancSettings, hope_url: str,
     assert len(slices) == 1, f"the correction was painted on one slice, the saved label differs on {slices}"
     assert set(np.unique(saved[changed]).tolist()) == {spine_labels["tumor"]}
 
-    # HOPE counts it as the series' final label.
-    assert poll(lambda: _completed(hope_url) == completed_before + 1, 30, "HOPE's completed count to go up")
-    state = requests.get(f"{hope_url}/hope/state", timeout=60).json()
-    assert state["series"][stored.series_uid]["final"] is True
+    return seg
+
+
+def test_annotate_in_ohif(browser: Any, orthanc: OrthancSettings, hope_url: str, spine_labels: dict[str, int]) -> None:
+    """The loopback demo: no sign-in. HOPE counts the saved SEG as the series' final label."""
+    api = requests.Session()
+    before = _completed(api, hope_url)
+    seg = _annotate(browser, orthanc, hope_url, spine_labels, api, PATIENT_ID, 121)
+    series_uid = seg_referenced_series_uid(seg)
+    assert poll(lambda: _completed(api, hope_url) == before + 1, 30, "HOPE's completed count to go up")
+    state = api.get(f"{hope_url}/hope/state", timeout=60).json()
+    assert state["series"][series_uid]["final"] is True
+
+
+def test_annotate_signed_in_then_review(browser: Any, orthanc: OrthancSettings, team_hope: SignedInHope,
+                                        spine_labels: dict[str, int]) -> None:
+    """A team: the annotator signs in at the provider's page, saves a SEG that names her, the label is submitted
+    (not final); a reviewer approves it, and only then does it count. An admin action in her browser is refused
+    with a readable page."""
+    annotator = requests.Session()
+    annotator.headers.update(team_hope.headers("anna"))
+    before = _completed(annotator, team_hope.url)
+    seg = _annotate(browser, orthanc, team_hope.url, spine_labels, annotator, "OHIF-AUTH-122", 122,
+                    sign_in=("anna", demo_password("anna")), shots="team-")
+    assert str(seg.ContentCreatorName) == "anna" and str(seg.OperatorsName) == "anna"
+    series_uid = seg_referenced_series_uid(seg)
+
+    review = annotator.get(f"{team_hope.url}/hope/review/series/{series_uid}", timeout=30).json()
+    assert review["state"] == "submitted", review
+    assert _completed(annotator, team_hope.url) == before, "a submitted label counted before its review"
+    reviewer = requests.Session()
+    reviewer.headers.update(team_hope.headers("rita"))
+    queue = reviewer.get(f"{team_hope.url}/hope/review/queue", timeout=30).json()
+    submitted = next(item for item in queue if item["series_uid"] == series_uid)
+    decision = reviewer.post(f"{team_hope.url}/hope/review/{submitted['seg_sop_uid']}",
+                             json={"decision": "approve", "comment": "good"}, timeout=30)
+    assert decision.status_code == 200, decision.text
+    assert poll(lambda: _completed(annotator, team_hope.url) == before + 1, 30, "the approved label to count")
+
+    context = browser.new_context(viewport=VIEWPORT)
+    try:
+        page = context.new_page()
+        page.goto(f"{team_hope.url}/auth/login?next=/hope/audit")
+        page.get_by_label("Username").fill("anna")
+        page.get_by_label("Password").fill(demo_password("anna"))
+        page.get_by_role("button", name="Sign in").click()
+        refusal = page.get_by_role("alert")
+        refusal.wait_for()
+        assert "needs the admin role" in refusal.inner_text()
+        _shot(page, "team-06-refused")
+    finally:
+        context.close()
