@@ -234,7 +234,8 @@ function send(res, status, body, type = 'text/html; charset=utf-8') {
     'Content-Type': type,
     'Cache-Control': 'no-store',
     'X-Frame-Options': 'DENY',
-    'Content-Security-Policy': "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'",
+    // No form-action: Chromium applies it to the redirects after the form's POST too (to HOPE's callback).
+    'Content-Security-Policy': "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'",
   });
   res.end(body);
 }
