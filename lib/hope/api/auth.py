@@ -8,6 +8,7 @@ OpenID Connect (discovery, JWKS), so they work with Keycloak and with any certif
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated, Any
 
 import requests
@@ -34,8 +35,15 @@ def _token_request(settings: AuthSettings, endpoint: str, data: dict[str, str]) 
     return dict(response.json())
 
 
-def build_router(settings: AuthSettings, verifier: TokenVerifier | None) -> APIRouter:
-    """The ``/auth`` routes; with sign-in off, only ``/auth/`` and ``/auth/token/valid`` say so."""
+def build_router(settings: AuthSettings, verifier: TokenVerifier | None,
+                 route_table: Callable[[], list[dict[str, str]]]) -> APIRouter:
+    """The ``/auth`` routes; with sign-in off, only ``/auth/``, ``/auth/token/valid`` and ``/auth/routes`` answer.
+
+    Args:
+        settings: the ``auth:`` settings.
+        verifier: checks the provider's tokens (``None`` with sign-in off).
+        route_table: every route the server serves and the role it needs, for ``GET /auth/routes``.
+    """
     router = APIRouter(prefix="/auth", tags=["Auth"])
     sealer = LoginSealer()
 
@@ -59,6 +67,10 @@ def build_router(settings: AuthSettings, verifier: TokenVerifier | None) -> APIR
     @router.get("/token/valid", summary="Who the token (or browser session) says you are")
     def token_valid(identity: Annotated[Identity, Depends(current_identity)]) -> dict[str, Any]:
         return {"username": identity.user, "role": identity.role.label, "verified": identity.verified}
+
+    @router.get("/routes", summary="Every route this server serves, and the role it needs")
+    def routes() -> list[dict[str, str]]:
+        return route_table()
 
     @router.get("/login", summary="Sign in in a browser: on to the provider's login page, then back to `next`")
     def login(request: Request, next: str = "/ohif/") -> RedirectResponse:  # noqa: A002 (the query parameter)

@@ -1,4 +1,9 @@
-"""HOPE's answers to MONAI Label's datastore deletes, which would remove only the local cache.
+"""HOPE's datastore listing off the event loop, and its answers to MONAI Label's datastore deletes.
+
+MONAI Label 0.8.5 lists the datastore (``GET /datastore/``) from an ``async def`` route: a listing that asks the
+DICOM store held the event loop, and every other request of the server waited. HOPE's route is a plain ``def`` (run
+in a worker thread) that answers exactly what MONAI Label's does (``output``: ``stats``, the default, ``all`` or
+``train``), computed at each request by the same function.
 
 In HOPE the DICOM store is the source of truth: a label is a DICOM SEG in Orthanc and an image is a series there.
 MONAI Label's ``DELETE /datastore/label`` and ``DELETE /datastore/image`` answered 200 and deleted only HOPE's
@@ -8,8 +13,11 @@ with what to do instead.
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
+from monailabel.endpoints.datastore import ResultType, datastore
 
 REFUSED = (
     "HOPE does not delete from its cache alone: labels are DICOM SEG series and images are series in the DICOM "
@@ -19,8 +27,13 @@ REFUSED = (
 
 
 def build_router() -> APIRouter:
-    """``DELETE /datastore/label`` and ``DELETE /datastore/image``, refused with 405 and the reason."""
+    """``GET /datastore/``, answered as MONAI Label answers it; ``DELETE /datastore/label`` and
+    ``DELETE /datastore/image``, refused with 405 and the reason."""
     router = APIRouter(tags=["HOPE datastore"])
+
+    @router.get("/datastore/", summary="The images and labels of the datastore (output: stats, all or train)")
+    def listing(output: ResultType | None = None) -> Any:
+        return datastore(output)
 
     @router.delete("/datastore/label", summary="Refused: the SEG lives in the DICOM store")
     def delete_label() -> JSONResponse:

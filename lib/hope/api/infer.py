@@ -3,7 +3,10 @@
 MONAI Label 0.8.5's route answers 500 to a request without an image ("Neither Image nor File ..."), to invalid
 JSON in ``params``, and to an unknown model, and it runs the whole inference inside an ``async def``, so one long
 request stalled every other request of the server. HOPE's route refuses bad input with a 4xx and the reason, then
-runs MONAI Label's own request handling in a worker thread (a plain ``def`` route). Sessions are not served.
+runs MONAI Label's own request handling in a worker thread (a plain ``def`` route), through the server's
+:class:`~hope.server.workers.InferencePool`: ``http.infer_workers`` inferences run at once, ``http.infer_queue`` more
+wait, and a request beyond those is answered 503 with ``Retry-After`` (``http.retry_after_seconds``) at once.
+Sessions are not served.
 
 An uploaded ``label`` (the current label with scribbles painted in: a NIfTI or NRRD from Slicer, a raw ``.bin`` from
 OHIF; a lesion for ``tumor_grade``) went straight to SimpleITK or to MONAI Label's ``binary_to_image``: a ``.bin`` of
@@ -30,8 +33,10 @@ from monailabel.interfaces.datastore import Datastore
 
 from hope.api.labels import write_upload
 from hope.api.params import parse_params
+from hope.config.server import HttpSettings
 from hope.datastore.label_files import label_suffix, read_label_on_grid
 from hope.errors import InvalidInputError, NotFoundError
+from hope.server.workers import InferencePool
 
 
 def build_router(
@@ -39,6 +44,7 @@ def build_router(
     check_servable: Callable[[str, object], None],
     datastore: Datastore,
     max_upload_bytes: int,
+    pool: InferencePool | None = None,
 ) -> APIRouter:
     """The route, for the models ``served()`` names.
 
@@ -48,7 +54,11 @@ def build_router(
             before an uploaded label is checked on the series (the app's ``infer`` runs it for the other requests).
         datastore: gives the stored series an uploaded label must lie on.
         max_upload_bytes: the largest label file, and decompressed label volume, accepted (``http.max_upload_mb``).
+        pool: runs the inferences (the server's :func:`~hope.server.workers.serving_pool`); by default, a pool of
+            :class:`~hope.config.server.HttpSettings`' default sizes.
     """
+    defaults = HttpSettings()
+    inferences = pool or InferencePool(defaults.infer_workers, defaults.infer_queue, defaults.retry_after_seconds)
     router = APIRouter(tags=["Infer"])
 
     @router.post("/infer/{model}", summary="Run inference of a served model on a stored series (image=<uid>)")
@@ -72,14 +82,16 @@ def build_router(
             raise InvalidInputError(f"params may not set {', '.join(reserved)}: name the series with the query "
                                     "parameter image=<SeriesInstanceUID> and upload a label as the file field 'label'")
         if label is None:
-            return run_inference(background_tasks, model, image, "", json.dumps(request), file, None, output)
+            return inferences.run(lambda: run_inference(background_tasks, model, image, "", json.dumps(request), file,
+                                                        None, output))
         if file is not None or not image:
             raise InvalidInputError("an uploaded label is checked on the grid of a stored series: give "
                                     "image=<SeriesInstanceUID> of that series, and no image file")
         check_servable(model, image)
         with tempfile.TemporaryDirectory(prefix="hope-infer-") as tmp:
             request["label"] = str(_checked_label(datastore, image, label, Path(tmp), max_upload_bytes))
-            return run_inference(background_tasks, model, image, "", json.dumps(request), None, None, output)
+            return inferences.run(lambda: run_inference(background_tasks, model, image, "", json.dumps(request), None,
+                                                        None, output))
 
     return router
 

@@ -27,7 +27,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from hope.auth.browser import SESSION_COOKIE
 from hope.auth.identity import ANONYMOUS_DEMO_USER, SCOPE_KEY, Identity, Role
-from hope.auth.policy import Open, needed, unruled_routes
+from hope.auth.policy import RULES, Open, needed, unruled_routes
 from hope.auth.provider import ProviderError
 from hope.auth.tokens import TokenVerifier
 from hope.config.auth import AuthSettings
@@ -132,6 +132,18 @@ def _refusal_page(status: int, reason: str) -> str:
             "<p><a href=/ohif/>Back to the studies</a> · "
             "<form method=post action=/auth/logout style=display:inline><button>Sign in as someone else</button>"
             "</form></p></main></body></html>")
+
+
+def route_table(app: FastAPI) -> list[dict[str, str]]:
+    """Every route ``app`` serves with what it needs (``user`` ... ``admin``, ``public``, ``signed event``)."""
+    rules = {(method, rule.path): rule.needs for rule in RULES for method in rule.methods}
+    table = []
+    for method, path in sorted(set(served_routes(list(app.router.routes)))):
+        need = rules.get((method, path))
+        if need is not None:
+            table.append({"method": method, "path": path,
+                          "needs": need.label if isinstance(need, Role) else need.value})
+    return table
 
 
 def access_middleware(app: FastAPI, settings: AuthSettings, verifier: TokenVerifier | None) -> Middleware:

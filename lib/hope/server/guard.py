@@ -28,14 +28,12 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from hope.config.server import HttpSettings
 
 #: MONAI Label routes HOPE keeps, as (method, path). Everything else of MONAI Label's is removed; HOPE serves its own
-#: ``POST /infer/{model}``, ``POST /activelearning/{strategy}``, ``PUT /datastore/label``, ``POST /train/{model}``
-#: and the DICOMweb proxy (:mod:`hope.api`).
+#: ``GET /info/``, ``GET /datastore/``, ``POST /infer/{model}``, ``POST /activelearning/{strategy}``,
+#: ``PUT /datastore/label``, ``POST /train/{model}`` and the DICOMweb proxy (:mod:`hope.api`).
 MONAI_LABEL_ROUTES: frozenset[tuple[str, str]] = frozenset({
     ("GET", "/"),
     ("GET", "/favicon.ico"),
-    ("GET", "/info/"),
     ("GET", "/model/info/{model}"),
-    ("GET", "/datastore/"),
     ("GET", "/datastore/image"),
     ("HEAD", "/datastore/image"),
     ("GET", "/datastore/image/info"),
@@ -47,9 +45,6 @@ MONAI_LABEL_ROUTES: frozenset[tuple[str, str]] = frozenset({
     ("POST", "/scoring/{method}"),
     ("DELETE", "/scoring/"),
     ("GET", "/ohif/{path:path}"),
-    ("GET", "/login/"),
-    ("POST", "/login/token"),
-    ("GET", "/login/token/valid"),
 })
 
 #: Query parameters that name a series, a label or a tag, and what they must look like.
@@ -117,16 +112,19 @@ class IdentifierGuard:
         await self.app(scope, receive, send)
 
 
-def guard_middleware(settings: HttpSettings) -> list[Middleware]:
-    """The middleware that replaces MONAI Label's (which reflects any origin with credentials), outermost first."""
+def guard_middleware(settings: HttpSettings, access: Middleware) -> list[Middleware]:
+    """The middleware that replaces MONAI Label's (which reflects any origin with credentials), outermost first:
+    Host, CORS (a preflight is answered before sign-in is asked for), ``access`` (who is asking), identifiers."""
     return [
         Middleware(TrustedHostMiddleware, allowed_hosts=list(settings.allowed_hosts)),
         Middleware(CORSMiddleware, allow_origins=list(settings.cors_origins), allow_credentials=False,
                    allow_methods=["GET", "POST", "PUT", "DELETE"], allow_headers=["Authorization", "Content-Type"]),
+        access,
         Middleware(IdentifierGuard),
     ]
 
 
-def install_guards(app: FastAPI, settings: HttpSettings) -> None:
-    """Replace MONAI Label's middleware of ``app`` with HOPE's guards (takes effect when the stack is rebuilt)."""
-    app.user_middleware[:] = guard_middleware(settings)
+def install_guards(app: FastAPI, settings: HttpSettings, access: Middleware) -> None:
+    """Replace MONAI Label's middleware of ``app`` with HOPE's guards and the access guard ``access`` (takes effect
+    when the stack is rebuilt)."""
+    app.user_middleware[:] = guard_middleware(settings, access)

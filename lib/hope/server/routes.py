@@ -15,16 +15,21 @@ from fastapi import APIRouter, FastAPI
 
 from hope.api.activelearning import build_router as activelearning_router
 from hope.api.admin import build_router as admin_router
+from hope.api.auth import build_router as auth_router
 from hope.api.cases import build_router as cases_router
 from hope.api.datastore import build_router as datastore_router
 from hope.api.dicomweb_proxy import build_router as proxy_router
 from hope.api.infer import build_router as infer_router
+from hope.api.info import build_router as info_router
 from hope.api.labels import build_router as labels_router
 from hope.api.ohif import ohif_router
 from hope.api.sync import build_router as sync_router
+from hope.auth.tokens import TokenVerifier
+from hope.server.access import access_middleware, route_table
 from hope.server.collaborators import Collaborators
 from hope.server.errors import install_error_handlers
 from hope.server.guard import install_guards, restrict_routes
+from hope.server.workers import serving_pool
 from hope.sync.signing import EventKey
 
 logger = logging.getLogger(__name__)
@@ -38,7 +43,8 @@ def _in_front(app: FastAPI, router: APIRouter) -> None:
 
 def mount_routes(app: FastAPI, collab: Collaborators, published_config: Callable[[str], Mapping[str, Any]],
                  on_save_label: Callable[[str, str], Mapping[str, Any] | None]) -> None:
-    """Keep only the allowed MONAI Label routes, mount HOPE's in front, guard every request, answer HOPE's errors.
+    """Keep only the allowed MONAI Label routes, mount HOPE's in front, check every request's identity and role
+    (:mod:`hope.server.access`) and identifiers, answer HOPE's errors.
 
     Args:
         app: MONAI Label's FastAPI app (already started: its middleware stack is rebuilt here).
@@ -54,9 +60,10 @@ def mount_routes(app: FastAPI, collab: Collaborators, published_config: Callable
                                 published_config))
     _in_front(app, ohif_router())
     _in_front(app, infer_router(lambda: collab.infers, collab.check_servable, collab.datastore,
-                                collab.settings.http.max_upload_bytes))
+                                collab.settings.http.max_upload_bytes, serving_pool(collab.settings.http)))
     _in_front(app, activelearning_router(lambda: collab.strategies))
     _in_front(app, datastore_router())
+    _in_front(app, info_router())
     _in_front(app, labels_router(collab.datastore, on_save_label, collab.settings.http.max_upload_bytes))
     if collab.gateway is not None:
         _in_front(app, proxy_router(collab.gateway))
@@ -64,6 +71,9 @@ def mount_routes(app: FastAPI, collab: Collaborators, published_config: Callable
         app.include_router(sync_router(collab.sync, EventKey.load(collab.paths.event_key)))
     if collab.case_repository is not None:
         app.include_router(cases_router(collab.case_repository()))
+    auth = collab.settings.auth
+    verifier = TokenVerifier(auth) if auth.enabled else None
+    _in_front(app, auth_router(auth, verifier, lambda: route_table(app)))
     install_error_handlers(app)
-    install_guards(app, collab.settings.http)
+    install_guards(app, collab.settings.http, access_middleware(app, auth, verifier))
     app.middleware_stack = None  # built at the first request; rebuilt then with the handlers above
