@@ -21,6 +21,7 @@ import signal
 from pathlib import Path
 from types import FrameType
 
+from hope.auth.binding import check_bind
 from hope.config import ConfigError, ServerSettings, load_server_settings, load_task
 from hope.demo import load_demo
 from hope.fewshot.config import load_fewshot_task
@@ -28,7 +29,6 @@ from hope.fewshot_demo import load_fewshot_demo
 from hope.processes.hope_server import hope_server_process
 from hope.processes.orthanc import OrthancSettings, PostgresIndex, orthanc_process
 from hope.processes.supervisor import Supervisor
-from hope.server.binding import check_bind
 
 logger = logging.getLogger("hope.launcher")
 

@@ -2,7 +2,7 @@
 
 The server's whole route table (``GET /auth/routes``: every route it serves, from its router, with the role each
 needs) is walked: each route answers 401 without a token, 403 with the role just below its own, and lets the right
-role through. The server refuses to start with a route that has no rule (``hope.auth.policy``), so a new route that
+role through. The server refuses to start with a route that has no rule (``hope.server.policy``), so a new route that
 forgets its rule fails here or at start-up. The requests name things that do not exist (a model ``no_such_model``,
 a study ``1.2.3.4``) or carry no body, so that getting through the guard changes nothing.
 """

@@ -6,6 +6,11 @@ import tempfile
 from pathlib import Path
 
 import pytest
+from fastapi import FastAPI
+
+from hope.config.auth import AuthSettings
+from hope.server.access import AccessGuard
+from hope.server.errors import install_error_handlers
 
 
 @pytest.fixture
@@ -15,3 +20,12 @@ def temp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     folder.mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(folder))
     return folder
+
+
+def demo_app() -> FastAPI:
+    """An app with HOPE's error handlers and its access guard with sign-in off (the loopback demo: everyone is
+    admin, ``X-HOPE-User`` names who makes a change), for a router tested on its own."""
+    app = FastAPI()
+    install_error_handlers(app)
+    app.add_middleware(AccessGuard, settings=AuthSettings(), verifier=None)
+    return app

@@ -7,13 +7,13 @@ from dataclasses import replace
 
 import pytest
 
+from hope.auth.binding import bind_host, check_bind, is_loopback
 from hope.auth.browser import LoginSealer, LoginState
 from hope.auth.identity import Role
-from hope.auth.policy import RULES, Open, RouteRule, needed, unruled_routes
 from hope.config import ConfigError
 from hope.config.auth import AuthSettings
 from hope.errors import UnauthenticatedError
-from hope.server.binding import bind_host, check_bind, is_loopback
+from hope.server.policy import RULES, Open, RouteRule, needed, unruled_routes
 
 
 @pytest.mark.parametrize("method, path, role", [

@@ -17,7 +17,6 @@ from types import ModuleType
 from urllib.parse import parse_qs, urlparse
 
 import pytest
-from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import event, text
 from sqlalchemy.exc import DBAPIError
@@ -42,7 +41,8 @@ from hope.cases.models import AuditEntry
 from hope.config import REPO_ROOT, ConfigError
 from hope.datastore.gateway import OrthancGateway
 from hope.processes.process import free_port
-from hope.server.errors import install_error_handlers
+
+from .conftest import demo_app
 
 STUDIES = {"1.2.826.0.1.1", "1.2.826.0.1.2", "1.2.826.0.1.3", "1.2.826.0.1.4"}
 S1, S2, S3, S4 = sorted(STUDIES)
@@ -468,8 +468,7 @@ def test_orthanc_study_exists(qido_url: str) -> None:
 @pytest.fixture
 def client(repo: CaseRepository) -> TestClient:
     """The router on its own app."""
-    app = FastAPI()
-    install_error_handlers(app)
+    app = demo_app()
     app.include_router(build_router(repo))
     return TestClient(app)
 
@@ -562,8 +561,7 @@ def test_routes_store_failure_is_502(tmp_path: Path) -> None:
     def down(uid: str) -> bool:
         raise StudyLookupError("store down")
 
-    app = FastAPI()
-    install_error_handlers(app)
+    app = demo_app()
     app.include_router(build_router(_repo(tmp_path, down)))
     r = TestClient(app).put(f"/cases/{S1}", json=BODY, headers=USER)
     assert (r.status_code, r.json()["detail"]) == (502, "store down")

@@ -11,12 +11,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from hope.api.labels import FORM_OVERHEAD_BYTES, build_router
 from hope.errors import InvalidInputError
-from hope.server.errors import install_error_handlers
+
+from .conftest import demo_app
 
 LIMIT = 4096
 
@@ -55,9 +55,8 @@ def client(datastore: RecordingDatastore, saved: list[tuple[str, str]], temp: Pa
         saved.append((image, label))
         return {"saved": len(saved)}
 
-    app = FastAPI()
+    app = demo_app()
     app.include_router(build_router(datastore, on_save_label, LIMIT))  # type: ignore[arg-type]
-    install_error_handlers(app)
     with TestClient(app) as test_client:
         yield test_client
 
@@ -77,7 +76,7 @@ def test_a_label_is_saved_as_monai_label_saves_it(client: TestClient, datastore:
     assert datastore.calls == [("1.2.3", "label.nii.gz", "final", {"user": "Doe^Jane"}, b"label bytes")]
     assert saved == [("1.2.3", "1.2.3")]
     assert _put(client, b"x", filename="label.bin", params=None).status_code == 200  # OHIF: .bin, tag by default
-    assert datastore.calls[-1][1:4] == ("label.bin", "final", {})
+    assert datastore.calls[-1][1:4] == ("label.bin", "final", {"user": "demo"})  # nobody named: the demo user
     assert not any(path.exists() for path in datastore.files) and list(temp.iterdir()) == []
 
 

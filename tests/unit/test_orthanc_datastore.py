@@ -337,6 +337,43 @@ def test_a_final_label_of_a_flagged_series_does_not_count(store: FakeDicomWeb, t
     assert datastore.get_labeled_images() == []
 
 
+def test_with_a_label_gate_the_newest_accepted_seg_is_the_final_label(store: FakeDicomWeb, tmp_path: Path) -> None:
+    """Label review: only approved SEGs (by SOP Instance UID) count; a newer SEG awaiting review does not."""
+    store.series = [qido("1.1.1", "CT"), qido("1.1.2", "CT"), qido("2.1", "SEG", time_="090000"),
+                    qido("2.2", "SEG", time_="100000"), qido("2.3", "SEG")]
+    store.metadata = {"2.1": seg_metadata("1.1.1"), "2.2": seg_metadata("1.1.1"), "2.3": seg_metadata("1.1.2")}
+    for series, sop in (("2.1", "9.1"), ("2.2", "9.2"), ("2.3", "9.3")):
+        store.metadata[series][0]["00080018"]["Value"] = [sop]
+    asked: list[str] = []
+
+    def approved(sop: str) -> bool:
+        asked.append(sop)
+        return sop == "9.1"
+
+    datastore = OrthancDatastore(Factory(store), DatastoreSettings(), LABELS, tmp_path,  # type: ignore[arg-type]
+                                 gateway=store, label_gate=approved)  # type: ignore[arg-type]
+    assert {uid: seg.uid for uid, seg in datastore.final_labels().items()} == {"1.1.1": "2.1"}
+    assert sorted(set(asked)) == ["9.1", "9.2", "9.3"]
+    assert datastore.get_labeled_images() == ["1.1.1"] and datastore.get_unlabeled_images() == ["1.1.2"]
+    assert datastore.status()["completed"] == 1
+    assert _datastore(store, tmp_path / "ungated").final_labels()["1.1.1"].uid == "2.2"
+
+
+def test_with_a_label_gate_a_repeated_save_still_stores_one_seg(
+    store: FakeDicomWeb, tmp_path: Path, ct: Dataset
+) -> None:
+    """A saved label the gate does not accept yet (awaiting review) is still the SEG a repeated save finds."""
+    uid = str(ct.SeriesInstanceUID)
+    datastore = OrthancDatastore(Factory(store), DatastoreSettings(), LABELS, tmp_path,  # type: ignore[arg-type]
+                                 gateway=store, label_gate=lambda sop: False)  # type: ignore[arg-type]
+    label = _label_file(datastore, uid, tmp_path / "label.nii.gz")
+    for _ in range(2):
+        datastore.save_label(uid, str(label), DefaultLabelTag.FINAL, {})
+    assert store.stow_requests == 1 and len(store.segs()) == 1
+    assert datastore.get_label_info(uid, DefaultLabelTag.FINAL)["seg_sop_uid"] == str(store.segs()[0].SOPInstanceUID)
+    assert datastore.final_labels() == {} and datastore.datalist() == []
+
+
 # ----------------------------------------------------------------------------------------- images and storing
 @pytest.fixture
 def ct(store: FakeDicomWeb) -> Dataset:
@@ -503,7 +540,7 @@ def test_a_save_racing_an_identical_one_stores_the_same_instance(
     label = _label_file(first, uid, tmp_path / "label.nii.gz")
     second = _datastore(store, tmp_path / "cache2")
     second.get_image_uri(uid)
-    monkeypatch.setattr(second, "final_labels", dict)  # its listing predates the first save
+    monkeypatch.setattr(second, "_newest_segs", lambda *counts: {})  # its listing predates the first save
     first.save_label(uid, str(label), DefaultLabelTag.FINAL, {})
     second.save_label(uid, str(label), DefaultLabelTag.FINAL, {})
     assert store.stow_requests == 2 and len(store.segs()) == 1

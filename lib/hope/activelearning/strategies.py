@@ -11,6 +11,11 @@ Scored strategies rank by the :class:`~hope.activelearning.scores.ScoreStore`, u
 version, or, while that version is still being scored, of the newest version that has scores for the candidates
 (scores of different versions are never mixed in one ranking). **Series without a score rank after every scored
 one, in random order; when no candidate has a score, the pick is random** (``"basis": "random (no scores)"``).
+
+With label review on (a ``review``, e.g. :class:`hope.review.ReviewBook`), every strategy first hands the client a
+free series of theirs whose label was rejected (``"basis": "your rejected label"``), and never hands out a series
+the review withholds from the client (its label awaits review or is approved, or it was rejected recently and is
+kept for its annotator).
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ import logging
 import random
 from abc import abstractmethod
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 import numpy as np
 from monailabel.interfaces.datastore import Datastore
@@ -34,6 +39,17 @@ logger = logging.getLogger(__name__)
 Ranking = list[tuple[str, float | None]]
 VersionOf = Callable[[str], str | None]  # task -> served model version
 Eligible = Callable[[str, str], bool]  # (task, series UID) -> may the task annotate it (e.g. its modality fits)
+REJECTED_BASIS = "your rejected label"
+
+
+class LabelReview(Protocol):
+    """What strategies ask the label review (:class:`hope.review.ReviewBook`)."""
+
+    def rejected_for(self, annotator: str) -> list[str]:
+        """Series whose latest label, by ``annotator``, was rejected, first to correct first."""
+
+    def withheld_from(self, user: str) -> set[str]:
+        """Series that may not be handed to ``user`` now."""
 
 
 class LeasedStrategy(Strategy):
@@ -43,7 +59,12 @@ class LeasedStrategy(Strategy):
     summary: ClassVar[str] = ""
 
     def __init__(
-        self, leases: LeaseBook, tasks: Sequence[str], seed: int | None = None, eligible: Eligible | None = None
+        self,
+        leases: LeaseBook,
+        tasks: Sequence[str],
+        seed: int | None = None,
+        eligible: Eligible | None = None,
+        review: LabelReview | None = None,
     ) -> None:
         super().__init__(self.summary)
         if not tasks:
@@ -52,6 +73,7 @@ class LeasedStrategy(Strategy):
         self.tasks = list(tasks)
         self._rng = random.Random(seed)
         self.eligible = eligible
+        self.review = review
 
     def task_of(self, request: Mapping[str, Any]) -> str:
         """The request's task (``model`` or ``task``), by default the first; 404 for an unknown one."""
@@ -80,9 +102,17 @@ class LeasedStrategy(Strategy):
         pool, labelled = candidates(datastore, self.leases, request)
         if self.eligible is not None:
             pool = [uid for uid in pool if self.eligible(task, uid)]
+        rejected: list[str] = []
+        if self.review is not None:
+            withheld = self.review.withheld_from(client)
+            pool = [uid for uid in pool if uid not in withheld]
+            rejected = [uid for uid in self.review.rejected_for(client) if uid in pool]
         if not pool:
             return None
-        ranking, basis = self.rank(task, pool, client, labelled)
+        if rejected:
+            ranking, basis = [(uid, None) for uid in rejected], REJECTED_BASIS
+        else:
+            ranking, basis = self.rank(task, pool, client, labelled)
         for uid, score in ranking:  # a series taken by a concurrent request since ranking is skipped
             lease = self.leases.try_acquire(uid, client, task, self.name)
             if lease is not None:
@@ -123,8 +153,9 @@ class ScoredStrategy(LeasedStrategy):
         version_of: VersionOf,
         seed: int | None = None,
         eligible: Eligible | None = None,
+        review: LabelReview | None = None,
     ) -> None:
-        super().__init__(leases, tasks, seed, eligible)
+        super().__init__(leases, tasks, seed, eligible, review)
         self.scores = scores
         self.version_of = version_of
 
@@ -213,10 +244,11 @@ class RareFirst(ScoredStrategy):
         uncertainty: str = "epistemic",
         seed: int | None = None,
         eligible: Eligible | None = None,
+        review: LabelReview | None = None,
     ) -> None:
         if not 0.0 <= tumor_weight <= 1.0 or uncertainty not in ("epistemic", "tta"):
             raise ValueError("tumor_weight must lie in [0, 1] and uncertainty be 'epistemic' or 'tta'")
-        super().__init__(leases, scores, tasks, version_of, seed, eligible)
+        super().__init__(leases, scores, tasks, version_of, seed, eligible, review)
         self.tumor_weight = tumor_weight
         self.uncertainty = uncertainty
         self.fields = ("tumour", uncertainty)
@@ -294,10 +326,11 @@ class Diverse(LeasedStrategy):
         uncertainty: str = "epistemic",
         seed: int | None = None,
         eligible: Eligible | None = None,
+        review: LabelReview | None = None,
     ) -> None:
         if not 0.0 <= diversity <= 1.0 or uncertainty not in ("epistemic", "tta"):
             raise ValueError("diversity must lie in [0, 1] and uncertainty be 'epistemic' or 'tta'")
-        super().__init__(leases, tasks, seed, eligible)
+        super().__init__(leases, tasks, seed, eligible, review)
         self.scores = scores
         self.min_distance = min_distance
         self.diversity = diversity

@@ -12,7 +12,8 @@ from monailabel.utils.async_tasks.task import AsyncTask
 from monailabel.utils.async_tasks.utils import tasks as train_tasks
 from pydantic import BaseModel
 
-from hope.auth.identity import Identity, current_identity, recorded_user
+from hope.api.identity import current_identity
+from hope.auth.identity import Identity, recorded_user
 from hope.config import TaskDefinition
 from hope.errors import BusyError, NotFoundError
 from hope.fewshot.config import FewShotDefinition

@@ -15,8 +15,9 @@ import requests
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import RedirectResponse
 
+from hope.api.identity import current_identity
 from hope.auth.browser import LOGIN_COOKIE, LOGIN_MAX_AGE_S, SESSION_COOKIE, LoginSealer, LoginState
-from hope.auth.identity import Identity, current_identity
+from hope.auth.identity import Identity
 from hope.auth.provider import ProviderError
 from hope.auth.tokens import TokenVerifier
 from hope.config.auth import AuthSettings

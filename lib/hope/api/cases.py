@@ -23,7 +23,8 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, File, Form, Header, Query, Response, UploadFile
 from pydantic import BaseModel, Field
 
-from hope.auth.identity import Identity, current_identity
+from hope.api.identity import current_identity
+from hope.auth.identity import Identity
 from hope.cases.csv_import import import_stream
 from hope.cases.orthanc_lookup import StudyLookupError
 from hope.cases.repository import AuditEvent, Case, CaseError, CaseInput, CaseNotFoundError, CaseRepository

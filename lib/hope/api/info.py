@@ -3,7 +3,7 @@
 MONAI Label 0.8.5 answers it from an ``async def`` route, so while an inference or a listing held the event loop
 no client could even learn what the server serves. HOPE's route is a plain ``def`` (run in a worker thread) that
 answers exactly what MONAI Label's does, computed at each request by the same function. Who may ask is the
-access guard's to decide (:mod:`hope.auth.policy`).
+access guard's to decide (:mod:`hope.server.policy`).
 """
 
 from __future__ import annotations

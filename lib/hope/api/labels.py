@@ -28,8 +28,9 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData, UploadFile
 from starlette.types import Message
 
+from hope.api.identity import current_identity
 from hope.api.params import parse_params
-from hope.auth.identity import Identity, current_identity, recorded_user
+from hope.auth.identity import Identity, recorded_user
 from hope.datastore.label_files import CHUNK, label_suffix
 from hope.errors import InvalidInputError, TooLargeError
 

@@ -1,14 +1,11 @@
-"""The identity of a request: the signed-in user and their role, as the access guard established it."""
+"""Who made a change: the signed-in user and their role (the access guard, :mod:`hope.server.access`, establishes
+it for each request)."""
 
 from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
 
-from starlette.requests import HTTPConnection
-
-#: Where the access guard puts the request's :class:`Identity` in the ASGI scope.
-SCOPE_KEY = "hope.identity"
 #: Who a change is recorded as on the loopback demo (sign-in off) when the client names nobody.
 ANONYMOUS_DEMO_USER = "demo"
 
@@ -45,18 +42,6 @@ class Identity:
     def may(self, needed: Role) -> bool:
         """Whether this identity holds ``needed`` or a higher role."""
         return self.role >= needed
-
-
-def current_identity(connection: HTTPConnection) -> Identity:
-    """The request's identity (a FastAPI dependency); the access guard sets it before any route runs.
-
-    Raises:
-        RuntimeError: the request did not pass the access guard (a wiring error, never a client's).
-    """
-    identity = connection.scope.get(SCOPE_KEY)
-    if not isinstance(identity, Identity):
-        raise RuntimeError("no identity on the request: hope.server.access.AccessGuard must wrap every route")
-    return identity
 
 
 def recorded_user(identity: Identity, claimed: object = None) -> str:

@@ -15,7 +15,9 @@ What it does beyond MONAI Label's stock ``DICOMWebDatastore``:
   before anything is decompressed into memory or allocated;
 * writes SEG in-process with highdicom after checking the label lies on the image grid (422 otherwise), so
   nothing half-written reaches the store; no dcmqi binary is downloaded or run;
-* reads SEGs back with highdicom onto the image grid, the newest SEG per series being the final label.
+* reads SEGs back with highdicom onto the image grid, the newest SEG per series being the final label;
+* with a ``label_gate`` (label review on), counts only the SEGs the gate accepts (by SOP Instance UID): the final
+  label of a series is its newest accepted SEG, and listing, training and support sets see no other.
 
 Saving a final label is all-or-nothing, verified, and safe to repeat:
 
@@ -129,6 +131,8 @@ class OrthancDatastore(LocalDatastore):
         cache_path: the local cache folder.
         gateway: Orthanc's REST API, asked whether a series is stable and how many instances it holds.
         max_label_bytes: the largest label file, and decompressed label volume, accepted (``http.max_upload_mb``).
+        label_gate: whether a SEG, by its SOP Instance UID, counts as a final label (e.g.
+            :meth:`hope.review.ReviewBook.is_approved`); ``None``: every SEG counts.
     """
 
     def __init__(
@@ -139,6 +143,7 @@ class OrthancDatastore(LocalDatastore):
         cache_path: Path,
         gateway: OrthancGateway,
         max_label_bytes: int = HttpSettings().max_upload_bytes,
+        label_gate: Callable[[str], bool] | None = None,
     ) -> None:
         self._client_factory = client_factory
         self._gateway = gateway
@@ -150,6 +155,8 @@ class OrthancDatastore(LocalDatastore):
         self._listing: TTLCache = TTLCache(maxsize=4, ttl=settings.list_cache_seconds)
         self._listing_lock = threading.Lock()
         self._seg_refs: dict[str, str] = {}
+        self._seg_sops: dict[str, str] = {}  # SEG series UID -> its SOP Instance UID (HOPE's SEGs hold one instance)
+        self._label_gate = label_gate
         self.skipped_labels: dict[str, str] = {}
         self._flags_path = Path(cache_path) / "flagged.json"
         self.flagged: dict[str, list[str]] = (
@@ -214,7 +221,9 @@ class OrthancDatastore(LocalDatastore):
             try:
                 if not meta:
                     raise ValueError("the store lists the series but holds no instance of it")
-                self._seg_refs[seg.uid] = seg_referenced_series_uid(Dataset.from_json(meta[0]))
+                first = Dataset.from_json(meta[0])
+                self._seg_refs[seg.uid] = seg_referenced_series_uid(first)
+                self._seg_sops[seg.uid] = str(first.get("SOPInstanceUID", ""))
             except ValueError as exc:
                 self.skipped_labels[seg.uid] = str(exc)
                 logger.warning(f"SEG {seg.uid} ignored: {exc}")
@@ -222,12 +231,18 @@ class OrthancDatastore(LocalDatastore):
         return self._seg_refs[seg.uid]
 
     def final_labels(self) -> dict[str, SeriesRecord]:
-        """The newest SEG series of each listed image series, keyed by the image's SeriesInstanceUID."""
+        """The newest SEG series the label gate accepts of each listed image series, keyed by the image's
+        SeriesInstanceUID (without a gate, the newest SEG series)."""
+        gate = self._label_gate
+        return self._newest_segs(lambda seg: gate is None or gate(self._seg_sops.get(seg.uid, "")))
+
+    def _newest_segs(self, counts: Callable[[SeriesRecord], bool] = lambda seg: True) -> dict[str, SeriesRecord]:
+        """The newest SEG series that ``counts`` of each listed image series, keyed by the image's SeriesInstanceUID."""
         images = set(self.list_images())
         latest: dict[str, SeriesRecord] = {}
         for seg in (s for s in self._all_series() if s.modality == "SEG"):
             ref = self._referenced_series(seg)
-            if ref in images and (ref not in latest or seg.recency > latest[ref].recency):
+            if ref in images and counts(seg) and (ref not in latest or seg.recency > latest[ref].recency):
                 latest[ref] = seg
         return latest
 
@@ -439,7 +454,7 @@ class OrthancDatastore(LocalDatastore):
     def _store_seg(self, image_id: str, array: np.ndarray, info: Mapping[str, Any]) -> dict[str, str]:
         if not array.any():
             raise InvalidInputError(f"the label for series {image_id} is empty; draw at least one structure")
-        current = self.final_labels().get(image_id)
+        current = self._newest_segs().get(image_id)  # gated or not: a repeated save finds the SEG it stored
         digest = _label_digest(image_id, array, self._label_map)
         already = self._already_final(image_id, digest, current)
         if already is not None:
@@ -456,6 +471,8 @@ class OrthancDatastore(LocalDatastore):
             series_instance_uid=series_uid,
             sop_instance_uid=sop_uid,
         )
+        if info.get("user"):
+            seg.OperatorsName = str(info["user"])  # who made it, for the series too (the content creator is per SEG)
         now = datetime.now()
         seg.SeriesDate = now.strftime("%Y%m%d")
         seg.SeriesTime = now.strftime("%H%M%S.%f")
@@ -465,6 +482,7 @@ class OrthancDatastore(LocalDatastore):
             raise StoreError(f"the DICOM store refused the SEG for series {image_id}: {exc}") from exc
         self._verify_stored(image_id, seg, response)
         self._seg_refs[series_uid] = image_id
+        self._seg_sops[series_uid] = sop_uid
         self.invalidate()
         logger.info(f"stored SEG {series_uid} for series {image_id}")
         return {"seg_series_uid": series_uid, "seg_sop_uid": sop_uid}

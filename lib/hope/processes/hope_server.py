@@ -18,7 +18,7 @@ def hope_server_process(
 ) -> ManagedProcess:
     """A :class:`ManagedProcess` for the HOPE server on ``host``:``port``, against ``orthanc``'s DICOMweb.
 
-    A ``host`` other than loopback needs sign-in on (:func:`hope.server.binding.check_bind`); the server is
+    A ``host`` other than loopback needs sign-in on (:func:`hope.auth.binding.check_bind`); the server is
     checked for readiness on 127.0.0.1 unless ``host`` is another single address.
 
     Models go to ``<data_dir>/models`` and the DICOM cache to ``<data_dir>/cache``. HOPE logs in to Orthanc with

@@ -1,4 +1,4 @@
-"""The access guard: every request is checked against the route rules (:mod:`hope.auth.policy`) before any route.
+"""The access guard: every request is checked against the route rules (:mod:`hope.server.policy`) before any route.
 
 With sign-in on, a request proves who sent it with a bearer token (``Authorization: Bearer ...``, as Slicer and
 scripts send it) or the browser session cookie set by ``/auth/callback`` (as OHIF's pages and panel send it,
@@ -25,13 +25,14 @@ from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Re
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from hope.api.identity import SCOPE_KEY
 from hope.auth.browser import SESSION_COOKIE
-from hope.auth.identity import ANONYMOUS_DEMO_USER, SCOPE_KEY, Identity, Role
-from hope.auth.policy import RULES, Open, needed, unruled_routes
+from hope.auth.identity import ANONYMOUS_DEMO_USER, Identity, Role
 from hope.auth.provider import ProviderError
 from hope.auth.tokens import TokenVerifier
 from hope.config.auth import AuthSettings
 from hope.errors import ForbiddenError, HopeError, UnauthenticatedError
+from hope.server.policy import RULES, Open, needed, unruled_routes
 
 #: The loopback demo's header naming who makes a change; ignored when sign-in is on.
 USER_HEADER = "X-HOPE-User"
@@ -150,9 +151,10 @@ def access_middleware(app: FastAPI, settings: AuthSettings, verifier: TokenVerif
     """The :class:`AccessGuard` for ``app``, once every route ``app`` serves has a rule.
 
     Raises:
-        RuntimeError: a route has no rule in :data:`hope.auth.policy.RULES` (a wiring error: add its rule).
+        RuntimeError: a route has no rule in :data:`hope.server.policy.RULES` (a wiring error: add its rule).
     """
     missing = unruled_routes(served_routes(list(app.router.routes)))
     if missing:
-        raise RuntimeError(f"routes without an access rule (add them to hope.auth.policy.RULES): {', '.join(missing)}")
+        raise RuntimeError("routes without an access rule (add them to hope.server.policy.RULES): "
+                           + ", ".join(missing))
     return Middleware(AccessGuard, settings=settings, verifier=verifier)

@@ -20,8 +20,8 @@ from monailabel.interfaces.tasks.train import TrainTask
 from monailabel.utils.async_tasks.task import AsyncTask
 
 import hope
+from hope.auth.binding import bind_host, check_bind
 from hope.errors import NotFoundError
-from hope.server.binding import bind_host, check_bind
 from hope.server.collaborators import Collaborators, StoreAccess, build_collaborators, start_background
 from hope.server.lifetime import bind_to_server, mark_server
 from hope.server.paths import RuntimePaths
