@@ -13,6 +13,7 @@ from monailabel.utils.async_tasks.utils import tasks as train_tasks
 from pydantic import BaseModel
 
 from hope.api.identity import current_identity
+from hope.audit import AuditAction, AuditLog
 from hope.auth.identity import Identity, recorded_user
 from hope.config import TaskDefinition
 from hope.errors import BusyError, NotFoundError
@@ -20,6 +21,8 @@ from hope.fewshot.config import FewShotDefinition
 from hope.models.plots import training_report_png
 from hope.models.registry import ModelRegistry
 from hope.models.train_params import validate_train_params
+
+SignedIn = Annotated[Identity, Depends(current_identity)]
 
 
 class PinRequest(BaseModel):
@@ -32,8 +35,10 @@ def build_router(
     tasks: Mapping[str, TaskDefinition | FewShotDefinition],
     registries: Mapping[str, ModelRegistry],
     published_config: Callable[[str], Mapping[str, Any]],
+    audit: AuditLog,
 ) -> APIRouter:
-    """Routes bound to the app's tasks, their model registries, and the trainer configs published in ``/info/``."""
+    """Routes bound to the app's tasks, their model registries, and the trainer configs published in ``/info/``;
+    every training start, pin and unpin is recorded in ``audit`` with who did it."""
     router = APIRouter(tags=["HOPE admin"])
 
     def registry(task: str) -> ModelRegistry:
@@ -44,7 +49,7 @@ def build_router(
     @router.post("/train/{model}", summary="Start training a task, with parameters within the task's bounds")
     def start_training(
         model: str,
-        identity: Annotated[Identity, Depends(current_identity)],
+        identity: SignedIn,
         params: dict[str, Any] | None = None,
         enqueue: bool = False,
         x_hope_user: Annotated[str | None, Header(description="who starts it (loopback demo only)")] = None,
@@ -61,6 +66,8 @@ def build_router(
         started_by = recorded_user(identity, x_hope_user)
         result, detail = AsyncTask.run("train", request={"model": model, "started_by": started_by}, params=clean,
                                        enqueue=True)
+        audit.record(started_by, identity.verified, AuditAction.TRAINING_STARTED,
+                     detail={"task": model, "params": clean, "run": (result or {}).get("id")})
         return result
 
     @router.get("/hope/models/{task}/versions", summary="Kept model versions and which one serves")
@@ -74,15 +81,19 @@ def build_router(
         }
 
     @router.put("/hope/models/{task}/pin", summary="Serve a kept version (pin or roll back)")
-    def pin(task: str, request: PinRequest) -> dict[str, Any]:
+    def pin(task: str, request: PinRequest, identity: SignedIn) -> dict[str, Any]:
         reg = registry(task)
         reg.pin(request.version)
+        audit.record(identity.user, identity.verified, AuditAction.VERSION_PINNED,
+                     detail={"task": task, "version": request.version})
         return {"task": task, "serving": reg.served_version(), "pinned": reg.pinned()}
 
     @router.delete("/hope/models/{task}/pin", summary="Unpin: the best version serves again")
-    def unpin(task: str) -> dict[str, Any]:
+    def unpin(task: str, identity: SignedIn) -> dict[str, Any]:
         reg = registry(task)
         reg.unpin()
+        audit.record(identity.user, identity.verified, AuditAction.VERSION_PINNED,
+                     detail={"task": task, "version": None, "serving": reg.served_version()})
         return {"task": task, "serving": reg.served_version(), "pinned": reg.pinned()}
 
     @router.get("/hope/models/{task}/plot.png", summary="Training curves and Dice per version, as PNG")

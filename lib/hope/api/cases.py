@@ -24,6 +24,7 @@ from fastapi import APIRouter, Depends, File, Form, Header, Query, Response, Upl
 from pydantic import BaseModel, Field
 
 from hope.api.identity import current_identity
+from hope.audit import AuditAction, AuditLog
 from hope.auth.identity import Identity
 from hope.cases.csv_import import import_stream
 from hope.cases.orthanc_lookup import StudyLookupError
@@ -117,8 +118,13 @@ def _http_errors() -> Iterator[None]:
         raise StoreError(str(exc)) from exc
 
 
-def build_router(repo: CaseRepository) -> APIRouter:
-    """The ``/cases`` routes bound to ``repo``."""
+def build_router(repo: CaseRepository, audit: AuditLog | None = None) -> APIRouter:
+    """The ``/cases`` routes bound to ``repo``; each change is also recorded in the server's ``audit`` log."""
+
+    def audited(user: str, identity: Identity, action: AuditAction, study_uid: str | None, **detail: Any) -> None:
+        if audit is not None:
+            audit.record(user, identity.verified, action, study_uid=study_uid, detail=detail)
+
     router = APIRouter(prefix="/cases", tags=["HOPE cases"])
 
     @router.get("", summary="List case records (optionally filtered)")
@@ -153,6 +159,7 @@ def build_router(repo: CaseRepository) -> APIRouter:
             count = import_stream(
                 io.StringIO(text, newline=""), repo, user, reason, progress=False, source=file.filename or "upload"
             )
+        audited(user, identity, AuditAction.CASES_IMPORTED, None, file=file.filename, imported=count, reason=reason)
         return ImportOut(imported=count)
 
     @router.get("/{study_uid}", summary="The case record of a study")
@@ -168,6 +175,8 @@ def build_router(repo: CaseRepository) -> APIRouter:
         case = CaseInput(study_uid, body.tumor_type, body.verdict, body.confirmation, body.notes)
         with _http_errors():
             stored, change = repo.upsert(case, who=user, reason=body.reason)
+        if change != "unchanged":
+            audited(user, identity, AuditAction.CASE_RECORD_WRITTEN, study_uid, change=change, reason=body.reason)
         if change == "created":
             response.status_code = 201
         return CasePutOut(**_case(stored).model_dump(), change=change)
@@ -182,7 +191,9 @@ def build_router(repo: CaseRepository) -> APIRouter:
     ) -> CaseOut:
         user = _who(identity, x_hope_user, who)
         with _http_errors():
-            return _case(repo.delete(study_uid, who=user, reason=reason))
+            deleted = _case(repo.delete(study_uid, who=user, reason=reason))
+        audited(user, identity, AuditAction.CASE_RECORD_WRITTEN, study_uid, change="deleted", reason=reason)
+        return deleted
 
     @router.get("/{study_uid}/audit", summary="The audit trail of one study, oldest first")
     def get_audit(study_uid: str) -> list[AuditOut]:

@@ -63,6 +63,7 @@ def build_router(
     datastore: Datastore,
     on_save_label: Callable[[str, str], Mapping[str, Any] | None],
     max_upload_bytes: int,
+    on_final_label: Callable[[str, str, bool], Mapping[str, str]] | None = None,
 ) -> APIRouter:
     """``PUT /datastore/label``, saving into ``datastore``.
 
@@ -71,6 +72,9 @@ def build_router(
         on_save_label: the app's callback after a save, as in MONAI Label (``image``, ``label id``); what it
             returns is part of the answer.
         max_upload_bytes: the largest label file accepted (``http.max_upload_mb``).
+        on_final_label: records a saved final label (image id, who saved it, whether that is a verified
+            identity): submitted for review or final, audited (:class:`hope.review.recorder.LabelRecorder`); what
+            it returns is part of the answer.
     """
     router = APIRouter(tags=["Datastore"])
 
@@ -98,6 +102,8 @@ def build_router(
 
             label_id = await run_in_threadpool(save)
             answer = dict(await run_in_threadpool(on_save_label, image, label_id) or {})
+            if on_final_label is not None and (tag or DefaultLabelTag.FINAL.value) == DefaultLabelTag.FINAL.value:
+                answer.update(await run_in_threadpool(on_final_label, image, params["user"], identity.verified))
         finally:
             await form.close()
         answer.update({"image": image, "label": label_id})

@@ -12,6 +12,9 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Header, Request
 from pydantic import BaseModel, Field
 
+from hope.api.identity import current_identity
+from hope.audit import AuditAction, AuditLog
+from hope.auth.identity import Identity
 from hope.sync.service import SyncService
 from hope.sync.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, EventKey
 
@@ -38,8 +41,9 @@ class RetrainSwitch(BaseModel):
     enabled: bool
 
 
-def build_router(service: SyncService, key: EventKey) -> APIRouter:
-    """The ``/hope`` routes bound to ``service``; events must be signed with ``key``."""
+def build_router(service: SyncService, key: EventKey, audit: AuditLog) -> APIRouter:
+    """The ``/hope`` routes bound to ``service``; events must be signed with ``key``; switching automatic
+    retraining is recorded in ``audit``."""
     router = APIRouter(prefix="/hope", tags=["HOPE sync"])
 
     async def signed_by_the_plugin(
@@ -62,8 +66,10 @@ def build_router(service: SyncService, key: EventKey) -> APIRouter:
         return service.state()
 
     @router.put("/retrain", summary="Switch automatic retraining on or off (kept across restarts)")
-    def put_retrain(switch: RetrainSwitch) -> dict[str, Any]:
+    def put_retrain(switch: RetrainSwitch, identity: Annotated[Identity, Depends(current_identity)]) -> dict[str, Any]:
         service.retrain.set_enabled(switch.enabled)
+        audit.record(identity.user, identity.verified, AuditAction.AUTO_RETRAIN_SWITCHED,
+                     detail={"enabled": switch.enabled})
         return service.retrain.state()
 
     return router

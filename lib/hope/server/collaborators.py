@@ -34,6 +34,7 @@ from hope.activelearning import (
     SuggestionDiceScoring,
     UncertaintyScoring,
 )
+from hope.audit import AuditLog
 from hope.cases import CaseRepository, CaseVocabulary, load_vocabulary, make_engine, orthanc_study_exists
 from hope.config import ConfigError, ServerSettings, TaskDefinition, config_dir, load_server_settings, load_task
 from hope.datastore.attachments import SeriesAttachments
@@ -44,6 +45,7 @@ from hope.errors import InvalidInputError
 from hope.fewshot.config import FewShotDefinition, load_fewshot_task
 from hope.fewshot.support_library import LabelledSeries, SupportLibrary
 from hope.infers.scribbles import StructureScribblesInfer
+from hope.review import ReviewBook
 from hope.server.paths import RuntimePaths
 from hope.sync.service import SyncService
 from hope.tasks.fewshot import TASK_CONFIGS, FewShotTaskConfig, FewShotWiring
@@ -81,6 +83,8 @@ class Collaborators:
     scoring_methods: dict[str, ScoringMethod]
     leases: LeaseBook
     scores: ScoreStore
+    reviews: ReviewBook
+    audit: AuditLog
     gateway: OrthancGateway | None = None
     results: ResultStore | None = None
     case_repository: Callable[[], CaseRepository] | None = None
@@ -134,6 +138,10 @@ class Collaborators:
         hint = f"use {', '.join(others)}" if others else f"no task of this server annotates {modality}"
         raise InvalidInputError(f"{model} annotates {', '.join(wanted)} series; series {image} is {modality}: {hint}")
 
+    def has_suggestion(self, series_uid: str) -> bool:
+        """Whether a model's suggestion of the series is kept (its review state is then ``suggested``)."""
+        return self.sync is not None and self.sync.suggestions.has_any(series_uid)
+
     def served_version(self, model: str) -> str | None:
         """The served model version of a task with weights, or ``None`` (a scribbles task has none)."""
         task = self.tasks.get(model) or self.fewshot.get(model)
@@ -160,6 +168,8 @@ def build_collaborators(access: StoreAccess, conf: dict[str, str],
     leases = LeaseBook(paths.activelearning / "leases.sqlite",
                        duration_s=60.0 * settings.activelearning.lease_minutes)
     scores = ScoreStore(paths.activelearning / "scores.sqlite")
+    reviews = ReviewBook(paths.records / "reviews.sqlite")
+    audit = AuditLog(paths.records / "audit.sqlite")
 
     gateway = None
     if access.is_dicomweb:
@@ -172,6 +182,7 @@ def build_collaborators(access: StoreAccess, conf: dict[str, str],
             cache_path=paths.cache,
             gateway=gateway,
             max_label_bytes=settings.http.max_upload_bytes,
+            label_gate=reviews.is_approved if settings.review.enabled else None,
         )
     else:
         datastore = LocalDatastore(access.studies, extensions=("*.nii.gz", "*.nii", "*.nrrd"), auto_reload=True)
@@ -183,7 +194,7 @@ def build_collaborators(access: StoreAccess, conf: dict[str, str],
             infers[f"{name}_scribbles"] = StructureScribblesInfer(task.definition)
     collab = Collaborators(settings=settings, paths=paths, datastore=datastore, tasks=tasks, fewshot={},
                            infers=infers, trainers={}, strategies={}, scoring_methods={}, leases=leases,
-                           scores=scores, gateway=gateway)
+                           scores=scores, reviews=reviews, audit=audit, gateway=gateway)
     if gateway is not None and isinstance(datastore, OrthancDatastore):
         _build_fewshot(collab, gateway, datastore, definitions, conf)
     elif settings.fewshot_tasks:
@@ -271,12 +282,13 @@ def _strategies(collab: Collaborators) -> dict[str, Strategy]:
         return collab.tasks[task].registry.served_version()
 
     scored = {"scores": collab.scores, "tasks": names, "version_of": version_of}
+    review = collab.reviews if collab.settings.review.enabled else None
     return {
-        "random": RandomStrategy(collab.leases, names, eligible=collab.eligible),
-        "epistemic": Epistemic(collab.leases, eligible=collab.eligible, **scored),
-        "tta": TTA(collab.leases, eligible=collab.eligible, **scored),
-        "rare_first": RareFirst(collab.leases, eligible=collab.eligible, **scored),
-        "diverse": Diverse(collab.leases, collab.scores, names, eligible=collab.eligible),
+        "random": RandomStrategy(collab.leases, names, eligible=collab.eligible, review=review),
+        "epistemic": Epistemic(collab.leases, eligible=collab.eligible, review=review, **scored),
+        "tta": TTA(collab.leases, eligible=collab.eligible, review=review, **scored),
+        "rare_first": RareFirst(collab.leases, eligible=collab.eligible, review=review, **scored),
+        "diverse": Diverse(collab.leases, collab.scores, names, eligible=collab.eligible, review=review),
     }
 
 

@@ -30,6 +30,11 @@ class RuntimePaths:
         return self.data / "activelearning"
 
     @property
+    def records(self) -> Path:
+        """Label reviews and the audit log."""
+        return self.data / "records"
+
+    @property
     def sync(self) -> Path:
         """Store events seen, suggestions, the retraining state."""
         return self.data / "sync"

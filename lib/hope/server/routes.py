@@ -15,6 +15,7 @@ from fastapi import APIRouter, FastAPI
 
 from hope.api.activelearning import build_router as activelearning_router
 from hope.api.admin import build_router as admin_router
+from hope.api.audit import build_router as audit_router
 from hope.api.auth import build_router as auth_router
 from hope.api.cases import build_router as cases_router
 from hope.api.datastore import build_router as datastore_router
@@ -23,8 +24,10 @@ from hope.api.infer import build_router as infer_router
 from hope.api.info import build_router as info_router
 from hope.api.labels import build_router as labels_router
 from hope.api.ohif import ohif_router
+from hope.api.review import build_router as review_router
 from hope.api.sync import build_router as sync_router
 from hope.auth.tokens import TokenVerifier
+from hope.review.recorder import LabelRecorder
 from hope.server.access import access_middleware, route_table
 from hope.server.collaborators import Collaborators
 from hope.server.errors import install_error_handlers
@@ -57,20 +60,25 @@ def mount_routes(app: FastAPI, collab: Collaborators, published_config: Callable
     trained = {**collab.tasks, **collab.trained_fewshot}
     registries = {name: task.registry for name, task in {**collab.tasks, **collab.fewshot}.items()}
     _in_front(app, admin_router({name: task.definition for name, task in trained.items()}, registries,
-                                published_config))
+                                published_config, collab.audit))
     _in_front(app, ohif_router())
     _in_front(app, infer_router(lambda: collab.infers, collab.check_servable, collab.datastore,
                                 collab.settings.http.max_upload_bytes, serving_pool(collab.settings.http)))
     _in_front(app, activelearning_router(lambda: collab.strategies))
     _in_front(app, datastore_router())
     _in_front(app, info_router())
-    _in_front(app, labels_router(collab.datastore, on_save_label, collab.settings.http.max_upload_bytes))
+    recorder = LabelRecorder(collab.datastore, collab.reviews, collab.audit, collab.settings.review.enabled)
+    _in_front(app, labels_router(collab.datastore, on_save_label, collab.settings.http.max_upload_bytes,
+                                 recorder.saved))
+    app.include_router(review_router(collab.reviews, collab.audit, collab.settings.review.enabled,
+                                     has_suggestion=collab.has_suggestion))
+    app.include_router(audit_router(collab.audit))
     if collab.gateway is not None:
         _in_front(app, proxy_router(collab.gateway))
     if collab.sync is not None:
-        app.include_router(sync_router(collab.sync, EventKey.load(collab.paths.event_key)))
+        app.include_router(sync_router(collab.sync, EventKey.load(collab.paths.event_key), collab.audit))
     if collab.case_repository is not None:
-        app.include_router(cases_router(collab.case_repository()))
+        app.include_router(cases_router(collab.case_repository(), collab.audit))
     auth = collab.settings.auth
     verifier = TokenVerifier(auth) if auth.enabled else None
     _in_front(app, auth_router(auth, verifier, lambda: route_table(app)))

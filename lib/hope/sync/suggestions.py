@@ -126,6 +126,11 @@ class SuggestionCache:
             found = self._ready.get((task, series_uid))
         return found if found and found.model_version == self._version(task) else None
 
+    def has_any(self, series_uid: str) -> bool:
+        """Whether some task has a suggestion of the series (of any model version)."""
+        with self._lock:
+            return any(uid == series_uid for _, uid in self._ready)
+
     def copy_of(self, task: str, series_uid: str) -> Path | None:
         """A private copy of the current suggestion (the caller may delete it), or ``None``."""
         found = self.get(task, series_uid)
