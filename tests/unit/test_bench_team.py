@@ -76,7 +76,7 @@ def test_a_route_without_ok_answers_has_no_latency() -> None:
 
 def test_label_audit_finds_lost_extra_and_unexpected_segs() -> None:
     audit = label_audit(saved=["a", "b", "c", "a"], seg_references=["a", "a", "b", "z"])
-    assert audit == {"labels_saved": 3, "labels_found": 2, "labels_lost": 1, "lost_series": ["c"],
+    assert audit == {"labels_saved": 3, "saved_again": 1, "labels_found": 2, "labels_lost": 1, "lost_series": ["c"],
                      "extra_segs": 1, "unexpected_segs": 1}
     assert label_audit([], [])["labels_lost"] == 0
 

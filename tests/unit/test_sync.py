@@ -19,13 +19,15 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from hope.api.sync import build_router
+from hope.audit import AuditLog
 from hope.config import TaskDefinition, load_task
-from hope.server.errors import install_error_handlers
 from hope.sync.eventlog import EventLog
 from hope.sync.retrain import RetrainTrigger
 from hope.sync.service import SyncService
 from hope.sync.signing import MAX_SKEW_SECONDS, EventKey
 from hope.sync.suggestions import Suggestion, SuggestionCache
+
+from .conftest import demo_app
 
 CT_UID = "1.2.826.0.1.3680043.8.498.10"
 #: The key the events route of :func:`_app` checks signatures with.
@@ -449,9 +451,8 @@ def _service(
 
 
 def _app(service: SyncService) -> FastAPI:
-    app = FastAPI()
-    app.include_router(build_router(service, ROUTE_KEY))
-    install_error_handlers(app)
+    app = demo_app()
+    app.include_router(build_router(service, ROUTE_KEY, AuditLog(service.suggestions.folder.parent / "audit.sqlite")))
     return app
 
 
@@ -649,3 +650,21 @@ def test_the_events_route_refuses_forged_events_and_nothing_changes(
     assert datastore.flagged == {CT_UID: ["duplicate positions"]}
     signed_malformed = b'{"type": "nonsense"}'
     assert _post(client, signed_malformed, ROUTE_KEY.sign(signed_malformed)).status_code == 422
+
+
+def test_with_review_on_an_approval_counts_towards_retraining_not_a_stored_seg(
+    tmp_path: Path, spine_ct: TaskDefinition, infer: FakeInfer, all_versions: Versions
+) -> None:
+    start = Recorder("started")
+    service = SyncService(
+        datastore=FakeDatastore([]),  # type: ignore[arg-type]  # a fake with the methods the service uses
+        tasks={"spine_ct": spine_ct}, versions=all_versions, state_dir=tmp_path / "state", infer=infer,
+        start_training=start, retrain_threshold=2, retrain_enabled=True, model_poll_seconds=60.0,
+        count_stored_labels=False,
+    )
+    submitted = service.handle(_seg("1.2.3.911", ["C2"]))
+    assert submitted["actions"] == ["label review is on: the label counts once a reviewer approves it"]
+    assert service.retrain.state()["counted"] == {}
+    assert service.label_approved() == []
+    assert service.label_approved() == ["retraining spine_ct"]
+    assert start.calls == [("spine_ct",)]

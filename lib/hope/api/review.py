@@ -78,7 +78,8 @@ def _submission(sub: Submission) -> SubmissionOut:
 
 
 def build_router(
-    book: ReviewBook, audit: AuditLog, enabled: bool, has_suggestion: Callable[[str], bool] | None = None
+    book: ReviewBook, audit: AuditLog, enabled: bool, has_suggestion: Callable[[str], bool] | None = None,
+    on_approved: Callable[[], None] | None = None,
 ) -> APIRouter:
     """The ``/hope/review`` routes.
 
@@ -88,6 +89,7 @@ def build_router(
         enabled: ``review.enabled``; when off, decisions are refused (409).
         has_suggestion: whether a series has a model's suggestion (its state is ``suggested`` rather than
             ``unlabelled`` while no label was submitted); ``None``: never.
+        on_approved: called after a label is approved: it now counts (listings, retraining, scoring).
     """
     router = APIRouter(prefix="/hope/review", tags=["HOPE review"])
 
@@ -113,6 +115,8 @@ def build_router(
                      study_uid=sub.study_uid, series_uid=sub.series_uid,
                      detail={"seg_sop_uid": sub.seg_sop_uid, "annotator": sub.annotator,
                              "comment": sub.decision.comment})
+        if approve and on_approved is not None:
+            on_approved()
         return _submission(sub)
 
     @router.get("/series/{series_uid}", summary="A series' review state, history and last comment")

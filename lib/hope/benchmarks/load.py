@@ -97,19 +97,22 @@ def label_audit(saved: Iterable[str], seg_references: Iterable[str]) -> dict[str
     """Saved final labels against the SEG series in the store.
 
     Args:
-        saved: the image series whose label save was answered 200 (a series saved twice counts once).
+        saved: the image series of each label save answered 200 (a series saved twice is listed twice).
         seg_references: the image series each SEG series in the store references, one entry per SEG series.
 
     Returns:
-        ``labels_saved`` (distinct series), ``labels_found`` (saved series with at least one SEG), ``labels_lost``
-        (saved series without a SEG), ``lost_series`` (their UIDs, sorted), ``extra_segs`` (SEG series beyond one
-        per saved series) and ``unexpected_segs`` (SEG series of series this run never saved).
+        ``labels_saved`` (distinct series), ``saved_again`` (saves of a series saved before: work done twice),
+        ``labels_found`` (saved series with at least one SEG), ``labels_lost`` (saved series without a SEG),
+        ``lost_series`` (their UIDs, sorted), ``extra_segs`` (SEG series beyond one per saved series) and
+        ``unexpected_segs`` (SEG series of series this run never saved).
     """
-    saved_series = set(saved)
+    saves = list(saved)
+    saved_series = set(saves)
     per_series = Counter(seg_references)
     lost = sorted(saved_series - set(per_series))
     return {
         "labels_saved": len(saved_series),
+        "saved_again": len(saves) - len(saved_series),
         "labels_found": len(saved_series) - len(lost),
         "labels_lost": len(lost),
         "lost_series": lost,

@@ -138,6 +138,13 @@ class Collaborators:
         hint = f"use {', '.join(others)}" if others else f"no task of this server annotates {modality}"
         raise InvalidInputError(f"{model} annotates {', '.join(wanted)} series; series {image} is {modality}: {hint}")
 
+    def label_approved(self) -> None:
+        """A reviewer approved a label: listings see it now, and it counts towards retraining."""
+        if self.sync is not None:
+            self.sync.label_approved()
+        elif isinstance(self.datastore, OrthancDatastore):
+            self.datastore.invalidate()
+
     def has_suggestion(self, series_uid: str) -> bool:
         """Whether a model's suggestion of the series is kept (its review state is then ``suggested``)."""
         return self.sync is not None and self.sync.suggestions.has_any(series_uid)
@@ -338,5 +345,6 @@ def start_background(collab: Collaborators, run_infer: Callable[[str, str], str]
         retrain_enabled=retrain.enabled,
         model_poll_seconds=collab.settings.sync.model_poll_seconds,
         on_change=collab.trigger_scoring,
+        count_stored_labels=not collab.settings.review.enabled,
     )
     collab.sync.start()

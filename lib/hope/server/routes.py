@@ -71,7 +71,7 @@ def mount_routes(app: FastAPI, collab: Collaborators, published_config: Callable
     _in_front(app, labels_router(collab.datastore, on_save_label, collab.settings.http.max_upload_bytes,
                                  recorder.saved))
     app.include_router(review_router(collab.reviews, collab.audit, collab.settings.review.enabled,
-                                     has_suggestion=collab.has_suggestion))
+                                     has_suggestion=collab.has_suggestion, on_approved=collab.label_approved))
     app.include_router(audit_router(collab.audit))
     if collab.gateway is not None:
         _in_front(app, proxy_router(collab.gateway))

@@ -38,6 +38,7 @@ class SyncService:
         retrain_enabled: bool,
         model_poll_seconds: float,
         on_change: Callable[[], None] = lambda: None,
+        count_stored_labels: bool = True,
     ) -> None:
         self.datastore = datastore
         self.tasks = dict(tasks)
@@ -47,6 +48,7 @@ class SyncService:
         self.retrain = RetrainTrigger(state_dir / "retrain.json", retrain_threshold, retrain_enabled, start_training)
         self._poll = model_poll_seconds
         self._on_change = on_change
+        self._count_stored = count_stored_labels
         self._watcher = threading.Thread(target=self._watch_models, name="hope-model-watch", daemon=True)
 
     def start(self) -> None:
@@ -93,15 +95,26 @@ class SyncService:
                     self.suggestions.request(task, uid)
                     actions.append(f"suggestion queued for {task}")
                 self._on_change()
+        elif self._count_stored:
+            actions += self._count_final_label(event.get("segment_labels"))
         else:
-            segments = event.get("segment_labels")
-            for task, definition in self.tasks.items():
-                if segments is not None and not definition.trains_on(segments):
-                    actions.append(f"not counted for {task}: it does not train on a SEG of {segments}")
-                elif self.retrain.new_final_label(task):
-                    actions.append(f"retraining {task}")
-            self._on_change()
+            actions.append("label review is on: the label counts once a reviewer approves it")
         return {"accepted": True, "duplicate": False, "actions": actions}
+
+    def label_approved(self) -> list[str]:
+        """A reviewer approved a label (review on): it counts towards retraining now; what was done."""
+        self.datastore.invalidate()
+        return self._count_final_label(None)
+
+    def _count_final_label(self, segments: list[str] | None) -> list[str]:
+        actions = []
+        for task, definition in self.tasks.items():
+            if segments is not None and not definition.trains_on(segments):
+                actions.append(f"not counted for {task}: it does not train on a SEG of {segments}")
+            elif self.retrain.new_final_label(task):
+                actions.append(f"retraining {task}")
+        self._on_change()
+        return actions
 
     def state(self) -> dict[str, Any]:
         """Model versions, retraining state, and per-series suggestion / final / validation state."""
