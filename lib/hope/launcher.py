@@ -5,7 +5,9 @@ Both are supervised (:class:`hope.processes.supervisor.Supervisor`): one that ex
 
 Environment: ``HOPE_DATA_DIR`` (./data), ``HOPE_PORT`` (8000), ``HOPE_ORTHANC_HTTP_PORT`` (8042),
 ``HOPE_ORTHANC_DICOM_PORT`` (4242), ``HOPE_HOST`` (127.0.0.1; another address needs sign-in on),
-``HOPE_DEMO`` (1; 0 skips the demo phantoms),
+``HOPE_DEMO`` (1; 0 skips the demo phantoms), ``HOPE_SIGN_IN`` (unset; ``demo`` also starts HOPE's OpenID Connect
+provider on ``HOPE_OIDC_PORT`` (8080) with the demo users of ``configs/auth/demo-users.json``, and serves with
+sign-in and label review on),
 ``HOPE_ORTHANC_POSTGRES_URL`` (unset: SQLite; ``postgresql://user:password@host:port/database`` puts Orthanc's index
 in that PostgreSQL database), ``HOPE_ORTHANC_POSTGRES_STORAGE`` (0; 1 puts the DICOM files there too).
 
@@ -28,6 +30,7 @@ from hope.fewshot.config import load_fewshot_task
 from hope.fewshot_demo import load_fewshot_demo
 from hope.processes.hope_server import hope_server_process
 from hope.processes.orthanc import OrthancSettings, PostgresIndex, orthanc_process
+from hope.processes.sign_in_demo import sign_in_demo
 from hope.processes.supervisor import Supervisor
 
 logger = logging.getLogger("hope.launcher")
@@ -55,6 +58,10 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     data_dir = Path(os.environ.get("HOPE_DATA_DIR", "data")).resolve()
     port = _env_int("HOPE_PORT", 8000)
+    provider, server_env = None, {}
+    if os.environ.get("HOPE_SIGN_IN", "") == "demo":
+        provider, configs = sign_in_demo(data_dir, port, _env_int("HOPE_OIDC_PORT", 8080))
+        os.environ["HOPE_CONFIG_DIR"] = server_env["HOPE_CONFIG_DIR"] = str(configs)
     settings = load_server_settings()
     orthanc_settings = OrthancSettings(
         data_dir=data_dir / "orthanc",
@@ -71,18 +78,21 @@ def main() -> None:
         check_bind(host, settings.auth)
     except ConfigError as exc:
         raise SystemExit(f"HOPE_HOST: {exc}") from exc
-    server = hope_server_process(orthanc_settings, port, data_dir, host=host)
+    server = hope_server_process(orthanc_settings, port, data_dir, server_env, host=host)
     supervisor = Supervisor()
     signal.signal(signal.SIGINT, _interrupt)
     signal.signal(signal.SIGTERM, _interrupt)
     try:
+        if provider is not None:
+            logger.info("starting the OpenID Connect provider (demo users: configs/auth/demo-users.json) ...")
+            supervisor.start(provider, timeout=60)
         logger.info(f"starting Orthanc (data in {orthanc_settings.data_dir}) ...")
         supervisor.start(orthanc, timeout=120)
         _load_demo_once(data_dir, settings, orthanc_settings)
         logger.info("starting the HOPE server ...")
         supervisor.start(server, timeout=300)
         _load_fewshot_demo_once(data_dir, settings, orthanc_settings, f"http://127.0.0.1:{port}")
-        _print_urls(port, orthanc_settings)
+        _print_urls(port, orthanc_settings, settings)
         supervisor.run()
     except KeyboardInterrupt:
         pass
@@ -93,6 +103,8 @@ def main() -> None:
         logger.info("stopping ...")
         server.stop()
         orthanc.stop()
+        if provider is not None:
+            provider.stop()
         logger.info("stopped.")
 
 
@@ -133,7 +145,7 @@ def _load_fewshot_demo_once(data_dir: Path, settings: ServerSettings, orthanc: O
     marker.write_text("rare-tumour demo phantoms stored, labelled and recorded\n")
 
 
-def _print_urls(port: int, orthanc: OrthancSettings) -> None:
+def _print_urls(port: int, orthanc: OrthancSettings, settings: ServerSettings) -> None:
     base = f"http://127.0.0.1:{port}"
     senders = ", ".join(f"{s.aet} at {s.host}" for s in orthanc.access.dicom_senders) or (
         "no sender (list them under orthanc.dicom_senders of configs/server.yaml)")
@@ -145,6 +157,8 @@ def _print_urls(port: int, orthanc: OrthancSettings) -> None:
         f"  DICOMweb           {orthanc.dicomweb_url}\n"
         f"  DICOM (C-STORE)    AET HOPE on port {orthanc.dicom_port}, from {senders}\n"
         f"  3D Slicer          MONAI Label module, server {base}\n"
+        + (f"  Sign-in            {settings.auth.issuer} (demo users and passwords: configs/auth/demo-users.json)\n"
+           if settings.auth.enabled else "  Sign-in            off (loopback only)\n")
     )
 
 
