@@ -3,7 +3,8 @@
 What it does beyond MONAI Label's stock ``DICOMWebDatastore``:
 
 * lists every image modality configured (CT, MR, CR, DX by default), never SEG, SR or other non-images;
-* caches listings for seconds, not hours, and drops the cache after its own writes;
+* caches listings for seconds, not hours (an old one is answered while a fresh one is fetched behind it:
+  :mod:`hope.datastore.listing`), and drops the cache after its own writes;
 * answers an unknown series with 404 and a non-image series with 422, with the reason;
 * caches a series only once Orthanc has stopped receiving it (``IsStable``), and uses a cached copy only while
   Orthanc holds as many instances of the series as were fetched (one ``POST /tools/find`` per use): a cached copy
@@ -60,7 +61,6 @@ from typing import Any
 import numpy as np
 import requests
 import SimpleITK as sitk
-from cachetools import TTLCache
 from dicomweb_client import DICOMwebClient
 from monailabel.datastore.local import LocalDatastore
 from monailabel.interfaces.datastore import DefaultLabelTag
@@ -72,6 +72,7 @@ from hope.config import DatastoreSettings
 from hope.config.server import HttpSettings
 from hope.datastore.gateway import OrthancGateway
 from hope.datastore.label_files import read_label_on_grid
+from hope.datastore.listing import SeriesListing
 from hope.dicom.seg import label_to_seg, seg_referenced_series_uid, seg_to_label
 from hope.dicom.volume import label_like, read_datasets, read_series, write_volume
 from hope.errors import ConflictError, InvalidInputError, NotFoundError, StoreError
@@ -152,8 +153,9 @@ class OrthancDatastore(LocalDatastore):
         self._clients = threading.local()
         self._settings = settings
         self._label_map = dict(label_map)
-        self._listing: TTLCache = TTLCache(maxsize=4, ttl=settings.list_cache_seconds)
-        self._listing_lock = threading.Lock()
+        self._listing: SeriesListing[list[SeriesRecord]] = SeriesListing(self._list_series,
+                                                                          settings.list_cache_seconds)
+        self._fetch_locks_guard = threading.Lock()
         self._seg_refs: dict[str, str] = {}
         self._seg_sops: dict[str, str] = {}  # SEG series UID -> its SOP Instance UID (HOPE's SEGs hold one instance)
         self._label_gate = label_gate
@@ -178,23 +180,18 @@ class OrthancDatastore(LocalDatastore):
         return str(self._client.base_url)
 
     def invalidate(self) -> None:
-        """Forget cached listings, so the next call asks the store."""
-        with self._listing_lock:
-            self._listing.clear()
+        """Forget the cached listing, so the next call asks the store (:class:`SeriesListing`)."""
+        self._listing.invalidate()
 
     def _all_series(self) -> list[SeriesRecord]:
-        with self._listing_lock:
-            cached = self._listing.get("series")
-        if cached is not None:
-            return cached
+        return self._listing.get()
+
+    def _list_series(self) -> list[SeriesRecord]:
         try:
             found = self._client.search_for_series(fields=list(_SERIES_FIELDS), get_remaining=True)
         except requests.RequestException as exc:
             raise StoreError(f"cannot list series in the DICOM store {self.name()}: {exc}") from exc
-        records = [SeriesRecord.from_qido(item) for item in found]
-        with self._listing_lock:
-            self._listing["series"] = records
-        return records
+        return [SeriesRecord.from_qido(item) for item in found]
 
     def list_images(self) -> list[str]:
         """SeriesInstanceUIDs of every image series of a configured modality that was not flagged invalid."""
@@ -326,7 +323,7 @@ class OrthancDatastore(LocalDatastore):
 
     def _fetch_lock(self, series_uid: str) -> threading.Lock:
         """The lock that makes one thread at a time fetch a given series."""
-        with self._listing_lock:
+        with self._fetch_locks_guard:
             return self._fetch_locks.setdefault(series_uid, threading.Lock())
 
     def _cached_image(self, image_id: str, state: SeriesState) -> str | None:
