@@ -100,3 +100,17 @@ def test_concurrent_callers_share_one_fetch() -> None:
     for thread in threads:
         thread.join(10)
     assert answers == [["a"]] * 8 and store.fetches == 1
+
+
+def test_a_known_write_is_listed_at_once_and_a_fetch_in_flight_does_not_undo_it() -> None:
+    store = Store()
+    listing = SeriesListing(store.fetch, max_age_s=0.0)
+    listing.get()
+    store.release = threading.Event()
+    listing.get()  # a background refresh reads ["a"] and hangs
+    _until(lambda: store.fetches == 2, "the refresh to start")
+    listing.update(lambda value: [*value, "seg"])
+    assert listing.get() == ["a", "seg"]
+    store.release.set()
+    _until(lambda: not listing._refreshing, "the refresh to end")
+    assert listing.get()[:2] == ["a", "seg"]  # the in-flight answer (without the SEG) was not kept

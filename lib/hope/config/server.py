@@ -32,6 +32,7 @@ class HttpSettings:
     infer_workers: int = 2
     infer_queue: int = 8
     retry_after_seconds: int = 5
+    infer_nice: int = 10
 
     @property
     def max_upload_bytes(self) -> int:
@@ -146,6 +147,7 @@ def _http(raw: dict[str, Any], where: str) -> HttpSettings:
         infer_workers=number(raw, "infer_workers", d.infer_workers, where, cast=int, low=1),
         infer_queue=number(raw, "infer_queue", d.infer_queue, where, cast=int, low=0),
         retry_after_seconds=number(raw, "retry_after_seconds", d.retry_after_seconds, where, cast=int, low=1),
+        infer_nice=number(raw, "infer_nice", d.infer_nice, where, cast=int, low=0, high=19),
     )
 
 

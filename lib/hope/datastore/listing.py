@@ -9,6 +9,8 @@ and every request that found the cache expired asked again at the same moment. H
 * :meth:`SeriesListing.invalidate` (after HOPE's own writes and the store's events) makes the next call fetch
   synchronously, so what HOPE just wrote is listed at once; a fetch that started before the invalidation is not
   kept, so it cannot bring back a listing without that write;
+* :meth:`SeriesListing.update` applies a write HOPE knows the outcome of (a SEG it stored) to the listing it
+  holds, so the write is listed at once without asking the store again;
 * only one thread fetches at a time; the others wait for its answer.
 """
 
@@ -44,6 +46,16 @@ class SeriesListing(Generic[T]):
         with self._lock:
             self._value = None
             self._generation += 1
+
+    def update(self, change: Callable[[T], T]) -> None:
+        """Apply ``change`` to the listing held (nothing when there is none: the next call fetches it anyway).
+
+        A fetch in flight is not kept (it may predate the write); the listing keeps its age.
+        """
+        with self._lock:
+            self._generation += 1
+            if self._value is not None:
+                self._value = change(self._value)
 
     def get(self) -> T:
         """The listing; fetched now when there is none, refreshed in the background when it is old.

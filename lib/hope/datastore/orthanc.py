@@ -480,7 +480,9 @@ class OrthancDatastore(LocalDatastore):
         self._verify_stored(image_id, seg, response)
         self._seg_refs[series_uid] = image_id
         self._seg_sops[series_uid] = sop_uid
-        self.invalidate()
+        stored = SeriesRecord(uid=series_uid, study_uid=str(seg.StudyInstanceUID), modality="SEG",
+                              date=seg.SeriesDate, time=seg.SeriesTime)
+        self._listing.update(lambda records: [*records, stored])  # listed at once, without asking the store again
         logger.info(f"stored SEG {series_uid} for series {image_id}")
         return {"seg_series_uid": series_uid, "seg_sop_uid": sop_uid}
 
