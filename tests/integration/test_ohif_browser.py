@@ -263,6 +263,9 @@ def test_annotate_signed_in_then_review(browser: Any, orthanc: OrthancSettings, 
     review = annotator.get(f"{team_hope.url}/hope/review/series/{series_uid}", timeout=30).json()
     assert review["state"] == "submitted", review
     assert _completed(annotator, team_hope.url) == before, "a submitted label counted before its review"
+    listing = annotator.get(f"{team_hope.url}/datastore/", params={"output": "all"}, timeout=60).json()
+    assert listing["objects"][series_uid]["state"] == "submitted"
+    assert not listing["objects"][series_uid]["labels"], "a submitted label is listed as final"
     reviewer = requests.Session()
     reviewer.headers.update(team_hope.headers("rita"))
     queue = reviewer.get(f"{team_hope.url}/hope/review/queue", timeout=30).json()
@@ -271,6 +274,8 @@ def test_annotate_signed_in_then_review(browser: Any, orthanc: OrthancSettings, 
                              json={"decision": "approve", "comment": "good"}, timeout=30)
     assert decision.status_code == 200, decision.text
     assert poll(lambda: _completed(annotator, team_hope.url) == before + 1, 30, "the approved label to count")
+    listing = annotator.get(f"{team_hope.url}/datastore/", params={"output": "all"}, timeout=60).json()
+    assert listing["objects"][series_uid]["state"] == "approved"
 
     context = browser.new_context(viewport=VIEWPORT)
     try:

@@ -13,6 +13,7 @@ with what to do instead.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from fastapi import APIRouter
@@ -26,14 +27,20 @@ REFUSED = (
 )
 
 
-def build_router() -> APIRouter:
-    """``GET /datastore/``, answered as MONAI Label answers it; ``DELETE /datastore/label`` and
-    ``DELETE /datastore/image``, refused with 405 and the reason."""
+def build_router(label_states: Callable[[list[str]], Mapping[str, str]] | None = None) -> APIRouter:
+    """``GET /datastore/``, answered as MONAI Label answers it, each series of ``output=all`` with its label
+    ``state`` from ``label_states`` (unlabelled, suggested, submitted, approved, rejected, final);
+    ``DELETE /datastore/label`` and ``DELETE /datastore/image``, refused with 405 and the reason."""
     router = APIRouter(tags=["HOPE datastore"])
 
     @router.get("/datastore/", summary="The images and labels of the datastore (output: stats, all or train)")
     def listing(output: ResultType | None = None) -> Any:
-        return datastore(output)
+        answer = datastore(output)
+        if output == ResultType.all and label_states is not None:
+            objects = answer.get("objects", {})
+            for uid, state in label_states(list(objects)).items():
+                objects[uid]["state"] = state
+        return answer
 
     @router.delete("/datastore/label", summary="Refused: the SEG lives in the DICOM store")
     def delete_label() -> JSONResponse:

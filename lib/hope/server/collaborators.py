@@ -45,7 +45,7 @@ from hope.errors import InvalidInputError
 from hope.fewshot.config import FewShotDefinition, load_fewshot_task
 from hope.fewshot.support_library import LabelledSeries, SupportLibrary
 from hope.infers.scribbles import StructureScribblesInfer
-from hope.review import ReviewBook
+from hope.review import ReviewBook, series_state
 from hope.server.paths import RuntimePaths
 from hope.sync.service import SyncService
 from hope.tasks.fewshot import TASK_CONFIGS, FewShotTaskConfig, FewShotWiring
@@ -144,6 +144,20 @@ class Collaborators:
             self.sync.label_approved()
         elif isinstance(self.datastore, OrthancDatastore):
             self.datastore.invalidate()
+
+    def label_states(self, series_uids: list[str]) -> dict[str, str]:
+        """Each series' label state: unlabelled, suggested, submitted, approved or rejected with review on;
+        unlabelled, suggested or final with it off."""
+        review_on = self.settings.review.enabled
+        finals = set() if review_on or self.orthanc is None else set(self.orthanc.final_labels())
+        states = {}
+        for uid in series_uids:
+            if uid in finals:
+                states[uid] = "final"
+            else:
+                review = self.reviews.state_of_series(uid) if review_on else None
+                states[uid] = series_state(review, self.has_suggestion(uid)).value
+        return states
 
     def has_suggestion(self, series_uid: str) -> bool:
         """Whether a model's suggestion of the series is kept (its review state is then ``suggested``)."""

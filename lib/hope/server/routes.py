@@ -65,7 +65,7 @@ def mount_routes(app: FastAPI, collab: Collaborators, published_config: Callable
     _in_front(app, infer_router(lambda: collab.infers, collab.check_servable, collab.datastore,
                                 collab.settings.http.max_upload_bytes, serving_pool(collab.settings.http)))
     _in_front(app, activelearning_router(lambda: collab.strategies))
-    _in_front(app, datastore_router())
+    _in_front(app, datastore_router(collab.label_states))
     _in_front(app, info_router())
     recorder = LabelRecorder(collab.datastore, collab.reviews, collab.audit, collab.settings.review.enabled)
     _in_front(app, labels_router(collab.datastore, on_save_label, collab.settings.http.max_upload_bytes,
