@@ -2,5 +2,7 @@
 
 * :mod:`~hope.benchmarks.real_proxy`: a real-data proxy for few-shot segmentation (within-volume slice episodes
   on the scans of the shared data folder);
-* :mod:`~hope.benchmarks.baselines`: supervised baselines the few-shot networks are compared with.
+* :mod:`~hope.benchmarks.baselines`: supervised baselines the few-shot networks are compared with;
+* :mod:`~hope.benchmarks.load`: recording HTTP calls of a load benchmark, and their latency and error summary
+  (``scripts/bench_team.py``).
 """
