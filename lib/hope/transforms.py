@@ -72,6 +72,10 @@ def val_transforms(task: TaskDefinition) -> list[Callable]:
     return [*load_and_normalise(task, keys), EnsureTyped(keys=keys)]
 
 
-def infer_transforms(task: TaskDefinition) -> list[Callable]:
-    """Inference pre-processing of ``image``."""
-    return [*load_and_normalise(task, ["image"]), EnsureTyped(keys="image")]
+def infer_transforms(task: TaskDefinition, device: str | None = None) -> list[Callable]:
+    """Inference pre-processing of ``image``; with a CUDA ``device`` the volume moves there once loaded, so
+    reorientation, resampling and windowing run on the GPU."""
+    steps = load_and_normalise(task, ["image"])
+    if device is not None and device.startswith("cuda"):
+        steps.insert(2, EnsureTyped(keys="image", device=device, track_meta=True))
+    return [*steps, EnsureTyped(keys="image")]

@@ -77,7 +77,8 @@ def build_router(
             "task": task,
             "serving": reg.served_version(),
             "pinned": reg.pinned(),
-            "versions": [{**v.__dict__, "score": v.score} for v in reg.versions()],
+            "profile": reg.stamp.name if reg.stamp else None,
+            "versions": [{**v.__dict__, "score": v.score, "servable": reg.servable(v)} for v in reg.versions()],
         }
 
     @router.put("/hope/models/{task}/pin", summary="Serve a kept version (pin or roll back)")

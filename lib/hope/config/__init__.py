@@ -1,7 +1,7 @@
 """Typed configuration, parsed once: everything that varies between tasks or deployments lives in ``configs/``.
 
 * :mod:`hope.config.files`: where ``configs/`` is (``$HOPE_CONFIG_DIR``), reading YAML, :class:`ConfigError`;
-* :mod:`hope.config.task`: supervised task definitions (``configs/tasks/<name>.yaml``);
+* :mod:`hope.config.task`: supervised task definitions (``configs/tasks/<name>.yaml``) and their network profiles;
 * :mod:`hope.config.interactive`: their ``interactive:`` section (scribble corrections);
 * :mod:`hope.config.server`: ``configs/server.yaml``.
 
@@ -12,7 +12,15 @@ A bad or missing setting raises :class:`ConfigError` naming the file and the key
 from hope.config.files import DEFAULT_CONFIG_DIR, REPO_ROOT, ConfigError, config_dir, load_task_file, read_yaml
 from hope.config.interactive import InteractiveSettings
 from hope.config.server import DatastoreSettings, ServerSettings, load_server_settings
-from hope.config.task import NetworkSpec, Preprocessing, TaskDefinition, load_task, parse_task
+from hope.config.task import (
+    PROFILE_ENV,
+    NetworkProfile,
+    NetworkSpec,
+    Preprocessing,
+    TaskDefinition,
+    load_task,
+    parse_task,
+)
 
 __all__ = [
     "DEFAULT_CONFIG_DIR",
@@ -20,7 +28,9 @@ __all__ = [
     "ConfigError",
     "DatastoreSettings",
     "InteractiveSettings",
+    "NetworkProfile",
     "NetworkSpec",
+    "PROFILE_ENV",
     "Preprocessing",
     "ServerSettings",
     "TaskDefinition",

@@ -1,15 +1,39 @@
 """Supervised task definitions (``configs/tasks/<name>.yaml`` without a ``kind``): labels, preprocessing, network,
-training, inference and scribble settings."""
+training, inference and scribble settings.
+
+A task has two network profiles: ``cpu`` (the top-level ``preprocessing``, ``network``, ``training`` and
+``inference`` sections) and ``gpu`` (the same sections with the keys of ``profiles.gpu`` replacing theirs; a
+``profiles.cpu`` may amend the cpu profile the same way). Which one is in effect is chosen once, when the task is
+loaded: ``HOPE_NETWORK_PROFILE`` if set, else the YAML's ``profile`` key; ``auto`` (the default) means ``gpu`` when
+CUDA is available and ``cpu`` otherwise. The chosen profile's settings are the task's ``preprocessing``, ``network``,
+``training`` and ``inference``, so everything downstream reads one set of settings.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from hope.config.files import ConfigError, load_task_file, parse_bounds, require
 from hope.config.interactive import InteractiveSettings, parse_interactive
+
+PROFILES = ("cpu", "gpu")
+PROFILE_CHOICES = ("auto", *PROFILES)
+PROFILE_ENV = "HOPE_NETWORK_PROFILE"
+DATASETS = ("Dataset", "CacheDataset")  # MONAI dataset classes the trainer may use; CacheDataset keeps the
+                                        # deterministic pre-processing of every case in memory between epochs
+# What a profile may change in each section; everything else (labels, intensity window, bounds...) is shared.
+_PROFILE_KEYS = {
+    "preprocessing": {"spacing", "patch_size"},
+    "training": {"amp", "dataset", "train_batch_size", "samples_per_image"},
+    "inference": {"sw_batch_size", "overlap", "amp"},
+}
 
 
 @dataclass(frozen=True)
@@ -42,6 +66,7 @@ class TrainingDefaults:
     amp: bool
     bounds: dict[str, tuple[float, float]] = field(default_factory=dict)
     lesion_only_labels: tuple[str, ...] = ()  # a final label with only these structures is not trained on
+    dataset: str = "Dataset"  # one of DATASETS
 
 
 @dataclass(frozen=True)
@@ -50,6 +75,29 @@ class InferenceSettings:
 
     sw_batch_size: int
     overlap: float
+    amp: bool = False  # mixed precision (CUDA only)
+
+
+@dataclass(frozen=True)
+class NetworkProfile:
+    """The settings one profile (``cpu`` or ``gpu``) gives a task: resampling, network, training and inference."""
+
+    name: str
+    preprocessing: Preprocessing
+    network: NetworkSpec
+    training: TrainingDefaults
+    inference: InferenceSettings
+
+    @property
+    def signature(self) -> str:
+        """What the weights depend on: the network class and arguments, spacing and intensity window (a short hash).
+
+        Two profiles with the same signature can serve each other's weights; patch size, batch sizes, AMP and the
+        dataset class only change speed.
+        """
+        key = {"network": self.network.name, "args": self.network.args, "spacing": self.preprocessing.spacing,
+               "intensity_range": self.preprocessing.intensity_range}
+        return hashlib.sha256(json.dumps(key, sort_keys=True, default=list).encode()).hexdigest()[:16]
 
 
 @dataclass(frozen=True)
@@ -65,6 +113,21 @@ class TaskDefinition:
     training: TrainingDefaults
     inference: InferenceSettings
     interactive: InteractiveSettings | None = None  # None: the task offers no scribble corrections
+    profile: str = "cpu"  # the network profile in effect: its settings are the four sections above
+    profiles: dict[str, NetworkProfile] = field(default_factory=dict)  # every profile, by name
+
+    @property
+    def active_profile(self) -> NetworkProfile:
+        """The profile in effect."""
+        return self.profiles[self.profile]
+
+    def with_profile(self, name: str) -> TaskDefinition:
+        """This task with profile ``name`` in effect (a :class:`ConfigError` for an unknown name)."""
+        if name not in self.profiles:
+            raise ConfigError(f"task {self.name}: no network profile {name!r}; use one of {', '.join(PROFILES)}")
+        chosen = self.profiles[name]
+        return replace(self, profile=name, preprocessing=chosen.preprocessing, network=chosen.network,
+                       training=chosen.training, inference=chosen.inference)
 
     def trains_on(self, structures: Iterable[str]) -> bool:
         """Whether a final label holding ``structures`` (label names) is a training case of this task.
@@ -99,35 +162,59 @@ def _labels(raw: Any, where: str) -> dict[str, int]:
     return labels
 
 
-def parse_task(data: dict[str, Any], where: str = "task") -> TaskDefinition:
-    """Validate a task mapping (as read from YAML) into a :class:`TaskDefinition`."""
-    pre = require(data, "preprocessing", where)
-    net = require(data, "network", where)
-    train = require(data, "training", where)
-    infer = data.get("inference", {})
+def _overlay(base: dict[str, Any], raw: Any, section: str, where: str) -> dict[str, Any]:
+    """``base`` with the keys a profile sets in ``section`` replaced; a :class:`ConfigError` for any other key."""
+    if raw is None:
+        return base
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}.{section}: expected a mapping, got {raw!r}")
+    unknown = sorted(set(raw) - _PROFILE_KEYS[section])
+    if unknown:
+        raise ConfigError(f"{where}.{section}: a profile may not set {unknown}; it may set "
+                          f"{sorted(_PROFILE_KEYS[section])}")
+    return {**base, **raw}
+
+
+def _network(raw: Any, where: str) -> NetworkSpec:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: expected a mapping with 'name' and 'args', got {raw!r}")
+    return NetworkSpec(name=str(require(raw, "name", where)), args=dict(raw.get("args", {})),
+                       pretrained=str(raw["pretrained"]) if raw.get("pretrained") else None)
+
+
+def _profile(name: str, data: dict[str, Any], overrides: Any, labels: dict[str, int], where: str) -> NetworkProfile:
+    """Profile ``name``: the task's sections, with ``overrides`` (its ``profiles.<name>`` mapping) applied."""
+    here = f"{where}.profiles.{name}"
+    if overrides is None:
+        overrides = {}
+    if not isinstance(overrides, dict):
+        raise ConfigError(f"{here}: expected a mapping of sections, got {overrides!r}")
+    unknown = sorted(set(overrides) - {*_PROFILE_KEYS, "network"})
+    if unknown:
+        raise ConfigError(f"{here}: unknown section(s) {unknown}; a profile may set preprocessing, network, "
+                          "training and inference")
+    pre = _overlay(require(data, "preprocessing", where), overrides.get("preprocessing"), "preprocessing", here)
+    train = _overlay(require(data, "training", where), overrides.get("training"), "training", here)
+    infer = _overlay(data.get("inference", {}), overrides.get("inference"), "inference", here)
+    net = overrides.get("network", require(data, "network", where))
     lo, hi = (float(v) for v in require(pre, "intensity_range", f"{where}.preprocessing"))
     if hi <= lo:
         raise ConfigError(f"{where}.preprocessing.intensity_range: upper bound must exceed lower bound")
-    labels = _labels(require(data, "labels", where), where)
     lesion_only = tuple(str(n) for n in train.get("lesion_only_labels", []))
     if set(lesion_only) - set(labels):
         raise ConfigError(f"{where}.training.lesion_only_labels: {sorted(set(lesion_only) - set(labels))} are not "
                           f"labels of the task ({', '.join(labels)})")
-    return TaskDefinition(
-        name=str(require(data, "name", where)),
-        description=str(data.get("description", "")),
-        modalities=tuple(str(m).upper() for m in data.get("modalities", ["CT"])),
-        labels=labels,
+    dataset = str(train.get("dataset", "Dataset"))
+    if dataset not in DATASETS:
+        raise ConfigError(f"{here}.training.dataset: expected one of {', '.join(DATASETS)}, got {dataset!r}")
+    return NetworkProfile(
+        name=name,
         preprocessing=Preprocessing(
-            spacing=_triple(require(pre, "spacing", where), f"{where}.preprocessing.spacing", float),
+            spacing=_triple(require(pre, "spacing", where), f"{here}.preprocessing.spacing", float),
             intensity_range=(lo, hi),
-            patch_size=_triple(require(pre, "patch_size", where), f"{where}.preprocessing.patch_size", int),
+            patch_size=_triple(require(pre, "patch_size", where), f"{here}.preprocessing.patch_size", int),
         ),
-        network=NetworkSpec(
-            name=str(require(net, "name", f"{where}.network")),
-            args=dict(net.get("args", {})),
-            pretrained=str(net["pretrained"]) if net.get("pretrained") else None,
-        ),
+        network=_network(net, f"{here}.network" if "network" in overrides else f"{where}.network"),
         training=TrainingDefaults(
             max_epochs=int(train.get("max_epochs", 50)),
             learning_rate=float(train.get("learning_rate", 1e-3)),
@@ -137,15 +224,61 @@ def parse_task(data: dict[str, Any], where: str = "task") -> TaskDefinition:
             amp=bool(train.get("amp", True)),
             bounds=parse_bounds(train.get("bounds", {}), f"{where}.training.bounds"),
             lesion_only_labels=lesion_only,
+            dataset=dataset,
         ),
         inference=InferenceSettings(
-            sw_batch_size=int(infer.get("sw_batch_size", 2)), overlap=float(infer.get("overlap", 0.25))
+            sw_batch_size=int(infer.get("sw_batch_size", 2)), overlap=float(infer.get("overlap", 0.25)),
+            amp=bool(infer.get("amp", False)),
         ),
-        interactive=parse_interactive(data["interactive"], labels, (lo, hi), f"{where}: interactive")
-        if "interactive" in data else None,
+    )
+
+
+def select_profile(requested: str, cuda_available: bool, where: str) -> str:
+    """The profile ``requested`` (``auto``, ``cpu`` or ``gpu``) means on this machine; ``auto`` follows the device."""
+    if requested not in PROFILE_CHOICES:
+        raise ConfigError(f"{where}: network profile must be one of {', '.join(PROFILE_CHOICES)}, got {requested!r}")
+    if requested == "auto":
+        return "gpu" if cuda_available else "cpu"
+    return requested
+
+
+def parse_task(data: dict[str, Any], where: str = "task", *, override: str | None = None,
+               cuda_available: bool = False) -> TaskDefinition:
+    """Validate a task mapping (as read from YAML) into a :class:`TaskDefinition`.
+
+    The network profile in effect is ``override`` (the value of ``HOPE_NETWORK_PROFILE``) if given, else the
+    mapping's ``profile`` (default ``auto``), resolved with ``cuda_available`` by :func:`select_profile`.
+    """
+    labels = _labels(require(data, "labels", where), where)
+    raw_profiles = data.get("profiles") or {}
+    if not isinstance(raw_profiles, dict) or set(raw_profiles) - set(PROFILES):
+        raise ConfigError(f"{where}.profiles: expected a mapping with the keys {' and/or '.join(PROFILES)}, got "
+                          f"{raw_profiles!r}")
+    profiles = {name: _profile(name, data, raw_profiles.get(name), labels, where) for name in PROFILES}
+    chosen = select_profile(override, cuda_available, f"${PROFILE_ENV}") if override is not None else \
+        select_profile(str(data.get("profile", "auto")), cuda_available, f"{where}.profile")
+    active = profiles[chosen]
+    return TaskDefinition(
+        name=str(require(data, "name", where)),
+        description=str(data.get("description", "")),
+        modalities=tuple(str(m).upper() for m in data.get("modalities", ["CT"])),
+        labels=labels,
+        preprocessing=active.preprocessing,
+        network=active.network,
+        training=active.training,
+        inference=active.inference,
+        interactive=parse_interactive(data["interactive"], labels, active.preprocessing.intensity_range,
+                                      f"{where}: interactive") if "interactive" in data else None,
+        profile=chosen,
+        profiles=profiles,
     )
 
 
 def load_task(name: str, directory: Path | None = None) -> TaskDefinition:
-    """Load ``<directory>/tasks/<name>.yaml`` (default: :func:`config_dir`)."""
-    return load_task_file(name, parse_task, directory)
+    """Load ``<directory>/tasks/<name>.yaml`` (default: :func:`config_dir`), with the network profile that
+    ``$HOPE_NETWORK_PROFILE`` (else the YAML's ``profile``) selects on this machine."""
+    import torch  # here, not at module level: the configuration package is imported where torch is not needed
+
+    override = os.environ.get(PROFILE_ENV) or None
+    return load_task_file(name, partial(parse_task, override=override, cuda_available=torch.cuda.is_available()),
+                          directory)

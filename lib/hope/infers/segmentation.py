@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 from monai.inferers import Inferer, SlidingWindowInferer
-from monai.transforms import Activationsd, AsDiscreted, SqueezeDimd
+from monai.transforms import Activationsd, AsDiscreted, EnsureTyped, SqueezeDimd
 from monailabel.interfaces.tasks.infer_v2 import InferType
 from monailabel.tasks.infer.basic_infer import BasicInferTask
 from monailabel.transform.writer import Writer
@@ -20,7 +20,8 @@ class SegmentationInfer(BasicInferTask):
     """Sliding-window segmentation whose label volume is returned on the source image's own grid.
 
     The pre-transforms (reorientation to RAS, resampling to the task spacing) are inverted on the logits, so the
-    written label has the input's shape, spacing, origin and direction, voxel for voxel.
+    written label has the input's shape, spacing, origin and direction, voxel for voxel. On CUDA, pre-processing
+    runs on the GPU and the network under autocast when the profile's ``inference.amp`` is on.
     """
 
     def __init__(self, task: TaskDefinition, path: Sequence[str], network: torch.nn.Module) -> None:
@@ -36,8 +37,8 @@ class SegmentationInfer(BasicInferTask):
         self.task = task
 
     def pre_transforms(self, data: dict[str, Any] | None = None) -> Sequence[Callable]:
-        """Load, reorient, resample and window the image (see :mod:`hope.transforms`)."""
-        return infer_transforms(self.task)
+        """Load, reorient, resample and window the image (see :mod:`hope.transforms`), on the request's device."""
+        return infer_transforms(self.task, str((data or {}).get("device") or "cpu"))
 
     def inferer(self, data: dict[str, Any] | None = None) -> Inferer:
         """Gaussian-weighted sliding window over the task's patch size."""
@@ -49,17 +50,30 @@ class SegmentationInfer(BasicInferTask):
             padding_mode="replicate",
         )
 
+    def run_inferer(self, data: dict[str, Any], convert_to_batch: bool = True, device: str = "cuda"
+                    ) -> dict[str, Any]:
+        """The stock sliding-window run, under CUDA autocast when the profile's ``inference.amp`` is on."""
+        amp = self.task.inference.amp and device.startswith("cuda")
+        with torch.autocast("cuda", enabled=amp):
+            data = super().run_inferer(data, convert_to_batch, device)
+        if amp:
+            data[self.output_label_key] = data[self.output_label_key].float()
+        return data
+
     def inverse_transforms(self, data: dict[str, Any] | None = None) -> Sequence[Callable]:
         """Invert every invertible pre-transform (orientation and spacing) on the prediction."""
         return []
 
     def post_transforms(self, data: dict[str, Any] | None = None) -> Sequence[Callable]:
         """Softmax, argmax, and drop the channel axis: an integer label volume whose values are label values."""
-        return [
+        steps = [
             Activationsd(keys="pred", softmax=True),
             AsDiscreted(keys="pred", argmax=True),
             SqueezeDimd(keys="pred", dim=0),
         ]
+        if str((data or {}).get("device") or "cpu").startswith("cuda"):
+            steps.append(EnsureTyped(keys="pred", device="cpu"))  # the writer reads host memory
+        return steps
 
     def writer(self, data: dict[str, Any], extension: str | None = None, dtype: Any = None) -> tuple[Any, Any]:
         """Write ``pred`` with its own (restored) affine as uint8."""

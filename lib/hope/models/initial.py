@@ -29,7 +29,8 @@ def ensure_first_version(
     shipped_metrics: Callable[[dict[str, Any]], dict[str, float]],
     write_untrained: Callable[[Path], None],
 ) -> None:
-    """Keep a first version in ``registry`` unless it has one, then serve the right version.
+    """Keep a first version in ``registry`` unless it has one that may serve (of the profile in effect), then serve
+    the right version.
 
     Args:
         registry: the task's model versions.
@@ -39,7 +40,7 @@ def ensure_first_version(
         shipped_metrics: the version's metrics from the shipped report's JSON (``{}`` without a report).
         write_untrained: writes a seeded, untrained network to the given path, when nothing is shipped.
     """
-    if not registry.versions():
+    if registry.best() is None:
         if shipped is not None and shipped.exists():
             report = shipped.with_suffix(".json")
             found = json.loads(report.read_text()) if report.exists() else {}

@@ -3,11 +3,17 @@
 Layout under ``<model_dir>/<task>/versions/``::
 
     v0001/model.pt      the weights of that version
-    v0001/meta.json     when, who, metrics (Dice per label), training data (SEG UIDs), parameters
+    v0001/meta.json     when, who, metrics (Dice per label), training data (SEG UIDs), parameters, network profile
     serving.json        {"pinned": "v0003"} or {"pinned": null} (the best version serves)
 
 The served file ``<model_dir>/<task>.pt`` is only ever replaced atomically (:mod:`hope.fileio`); MONAI Label's infer
 task reloads it when its modification time changes, so switching versions needs no restart.
+
+A registry made with a :class:`ProfileStamp` (a supervised task's network profile in effect) records that profile on
+every version it keeps and serves only versions whose profile signature (network, spacing, intensity window) is the
+same as the stamp's: weights of another architecture would not load, and weights learnt at another spacing would
+segment the wrong scale. Versions of other profiles stay kept and listed; they serve again under their profile.
+Versions kept before profiles existed have no signature and count as the ``cpu`` profile's.
 """
 
 from __future__ import annotations
@@ -40,6 +46,8 @@ class ModelVersion:
     training_data: list[str] = field(default_factory=list)
     params: dict[str, Any] = field(default_factory=dict)
     note: str = ""
+    profile: str = "cpu"  # the network profile it was trained with (versions older than profiles: cpu)
+    signature: str = ""  # that profile's NetworkProfile.signature ("" for versions older than profiles)
 
     @property
     def score(self) -> float:
@@ -58,11 +66,20 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+@dataclass(frozen=True)
+class ProfileStamp:
+    """The network profile a registry records on new versions and serves versions of."""
+
+    name: str
+    signature: str
+
+
 class ModelRegistry:
     """All versions of one task's model, and the choice of the serving one."""
 
-    def __init__(self, task: str, model_dir: Path) -> None:
+    def __init__(self, task: str, model_dir: Path, stamp: ProfileStamp | None = None) -> None:
         self.task = task
+        self.stamp = stamp  # None: every version may serve (tasks without network profiles)
         self.root = model_dir / task / "versions"
         self.served_path = model_dir / f"{task}.pt"
         self._lock = threading.Lock()
@@ -84,20 +101,29 @@ class ModelRegistry:
             raise NotFoundError(f"{self.task} has no model version {version!r}; kept versions: {known}")
         return ModelVersion(**json.loads(meta.read_text()))
 
+    def servable(self, version: ModelVersion) -> bool:
+        """Whether ``version`` may serve under this registry's profile."""
+        if self.stamp is None:
+            return True
+        if version.signature:
+            return version.signature == self.stamp.signature
+        return self.stamp.name == version.profile
+
     def pinned(self) -> str | None:
         """The pinned version, or ``None`` when the best version serves."""
         serving = self.root / "serving.json"
         return json.loads(serving.read_text()).get("pinned") if serving.exists() else None
 
     def best(self) -> ModelVersion | None:
-        """The version with the highest score (the newest among equals)."""
-        versions = self.versions()
+        """The servable version with the highest score (the newest among equals)."""
+        versions = [v for v in self.versions() if self.servable(v)]
         return max(reversed(versions), key=lambda v: v.score) if versions else None
 
     def serving(self) -> ModelVersion | None:
-        """The version that serves now: the pinned one, else the best."""
+        """The version that serves now: the pinned one while it is servable, else the best."""
         pinned = self.pinned()
-        return self.get(pinned) if pinned else self.best()
+        chosen = self.get(pinned) if pinned else None
+        return chosen if chosen is not None and self.servable(chosen) else self.best()
 
     # ------------------------------------------------------------------------------------------------ writing
     def add(
@@ -124,6 +150,7 @@ class ModelRegistry:
                 training_data=list(training_data),
                 params=params,
                 note=note,
+                **({"profile": self.stamp.name, "signature": self.stamp.signature} if self.stamp else {}),
             )
             (tmp / "meta.json").write_text(json.dumps(asdict(meta), indent=2, default=str))
             tmp.rename(self.root / version)
@@ -133,6 +160,12 @@ class ModelRegistry:
     def pin(self, version: str) -> ModelVersion:
         """Serve ``version`` until unpinned (this is also how an admin rolls back)."""
         chosen = self.get(version)
+        if self.stamp is not None and not self.servable(chosen):
+            raise InvalidInputError(
+                f"cannot pin {version}: it was trained with the {chosen.profile} network profile, and this server runs "
+                f"the {self.stamp.name} profile (another network or spacing); pin a {self.stamp.name} version, or "
+                f"restart with HOPE_NETWORK_PROFILE={chosen.profile}"
+            )
         self._write_serving(version)
         self.apply()
         return chosen

@@ -13,7 +13,7 @@ from monailabel.interfaces.tasks.train import TrainTask
 from hope.config import REPO_ROOT, TaskDefinition
 from hope.infers.segmentation import SegmentationInfer
 from hope.models.initial import ensure_first_version
-from hope.models.registry import ModelRegistry
+from hope.models.registry import ModelRegistry, ProfileStamp
 from hope.networks import build_network
 from hope.trainers.segmentation import SegmentationTrainer
 
@@ -23,7 +23,8 @@ class SegmentationTaskConfig(TaskConfig):
 
     Weights are served from ``<model_dir>/<task>.pt``. When no weights exist yet (a fresh install), the shipped
     phantom-pretrained weights, or a seeded initial model, become the first version, so the loop runs end to end
-    without downloading anything; the first training run replaces it.
+    without downloading anything; the first training run replaces it. Versions are stamped with the task's network
+    profile in effect, and only versions of a profile with the same network and spacing serve.
     """
 
     definition: TaskDefinition
@@ -36,7 +37,8 @@ class SegmentationTaskConfig(TaskConfig):
         self.definition = definition
         self.labels = definition.labels
         self.network = build_network(definition)
-        self.registry = ModelRegistry(name, Path(model_dir))
+        profile = definition.active_profile
+        self.registry = ModelRegistry(name, Path(model_dir), ProfileStamp(profile.name, profile.signature))
         self.path = [str(self.registry.served_path)]
         pretrained = definition.network.pretrained
         ensure_first_version(

@@ -31,8 +31,9 @@ TRAIN_PARAMS = ("max_epochs", "val_split", "learning_rate", "early_stop_patience
 class SegmentationTrainer(BasicTrainTask):
     """Fine-tunes the served model on the task's final labels read back from the store.
 
-    Trains on CUDA with AMP when a GPU is present, otherwise on the CPU. Experiment tracking is off on purpose:
-    progress goes to ``GET /train/`` and ``train_stats.json``, and MLflow's file store is not used.
+    Trains on CUDA when a GPU is present (with AMP when the task's profile asks for it), otherwise on the CPU; the
+    profile's ``training.dataset`` says whether pre-processed cases are cached between epochs. Experiment tracking
+    is off on purpose: progress goes to ``GET /train/`` and ``train_stats.json``, and MLflow's file store is not used.
     """
 
     def __init__(
@@ -55,7 +56,7 @@ class SegmentationTrainer(BasicTrainTask):
                 "val_split": defaults.val_split,
                 "train_batch_size": defaults.train_batch_size,
                 "learning_rate": defaults.learning_rate,
-                "dataset": "Dataset",
+                "dataset": defaults.dataset,
                 "dataloader": "DataLoader",
                 "multi_gpu": False,
                 "tracking": ["None"],
