@@ -15,7 +15,8 @@ from this repository's ``lib/``. Configuration, in Orthanc's configuration file:
 before it enters the annotation pool (see ``hope.orthanc_plugin.pseudonymize``). A missing or wrong section stops
 Orthanc with the reason.
 
-Routes: ``GET /hope/series``, ``GET /hope/series/<SeriesInstanceUID>``, ``GET /hope/outbox``.
+Routes: ``GET /hope/series``, ``GET /hope/series/<SeriesInstanceUID>``, ``GET /hope/outbox``, and
+``POST /hope/outbox/<event id>/retry`` (a rejected event only; behind Orthanc's credentials like every route).
 """
 
 from __future__ import annotations
@@ -87,12 +88,12 @@ def on_change(change_type: int, level: int, resource_id: str) -> None:
         SERVICE.stop()
 
 
-def json_route(answer: Callable[..., tuple[int, Any]]) -> Callable[..., None]:
-    """An Orthanc REST callback that answers ``GET`` with ``answer(*groups)`` = (HTTP status, JSON body)."""
+def json_route(answer: Callable[..., tuple[int, Any]], method: str = "GET") -> Callable[..., None]:
+    """An Orthanc REST callback that answers ``method`` with ``answer(*groups)`` = (HTTP status, JSON body)."""
 
     def callback(output: Any, uri: str, **request: Any) -> None:
-        if request["method"] != "GET":
-            output.SendMethodNotAllowed("GET")
+        if request["method"] != method:
+            output.SendMethodNotAllowed(method)
             return
         status, body = answer(*request["groups"])
         text = json.dumps(body)
@@ -123,6 +124,13 @@ def outbox() -> tuple[int, Any]:
     return 200, SERVICE.outbox_status()
 
 
+def retry(event_id: str) -> tuple[int, Any]:
+    """``POST /hope/outbox/<event id>/retry``; 409 unless the event was rejected."""
+    if SERVICE.retry_event(event_id):
+        return 200, {"id": event_id, "status": "pending"}
+    return 409, {"error": f"event {event_id} is not a rejected event of the outbox: only rejected events are retried"}
+
+
 SERVICE = PluginService(
     PluginConfig.from_section(json.loads(orthanc.GetConfiguration()).get("Hope")),
     rest_get=rest_get,
@@ -135,3 +143,4 @@ orthanc.RegisterOnChangeCallback(on_change)
 orthanc.RegisterRestCallback("/hope/series", json_route(all_series))
 orthanc.RegisterRestCallback("/hope/series/(.+)", json_route(one_series))
 orthanc.RegisterRestCallback("/hope/outbox", json_route(outbox))
+orthanc.RegisterRestCallback("/hope/outbox/(.+)/retry", json_route(retry, "POST"))

@@ -54,6 +54,13 @@ if [[ ! -d oidc-provider/node_modules || oidc-provider/package-lock.json -nt oid
   touch oidc-provider/node_modules
 fi
 
+# axe-core for the console's accessibility test (tools/axe/): locked, installed again when its lock is newer.
+if [[ ! -d tools/axe/node_modules || tools/axe/package-lock.json -nt tools/axe/node_modules ]]; then
+  log "installing tools/axe/ npm packages (package-lock.json)"
+  (cd tools/axe && npm ci --no-audit --no-fund --loglevel=error)
+  touch tools/axe/node_modules
+fi
+
 PY=${PYTHON:-python3}
 STAMP=.venv/.hope-installed
 WANT=$(cat requirements.lock pyproject.toml scripts/setup.sh | sha256sum | cut -d' ' -f1)

@@ -247,11 +247,34 @@ def test_annotate_in_ohif(browser: Any, orthanc: OrthancSettings, hope_url: str,
     assert state["series"][series_uid]["final"] is True
 
 
+def _sign_in(page: Any, hope_url: str, next_path: str, username: str) -> None:
+    page.goto(f"{hope_url}/auth/login?next={next_path}")
+    page.get_by_label("Username").fill(username)
+    page.get_by_label("Password").fill(demo_password(username))
+    page.get_by_role("button", name="Sign in").click()
+
+
+def _approve_in_console(browser: Any, team_hope: SignedInHope, series_uid: str) -> None:
+    """The reviewer signs in to the console and approves the label from the review queue."""
+    context = browser.new_context(viewport=VIEWPORT)
+    context.set_default_timeout(UI_TIMEOUT_MS)
+    try:
+        page = context.new_page()
+        _sign_in(page, team_hope.url, "/console/", "rita")
+        row = page.locator("#review-queue tr", has_text=series_uid)
+        row.get_by_label("Comment").fill("C2 to C7 correct; tumor margin fine")
+        row.get_by_role("button", name="Approve").click()
+        page.get_by_text(re.compile(f"The label of {re.escape(series_uid)} by anna is approved")).wait_for()
+        _shot(page, "team-06-approved")
+    finally:
+        context.close()
+
+
 def test_annotate_signed_in_then_review(browser: Any, orthanc: OrthancSettings, team_hope: SignedInHope,
                                         spine_labels: dict[str, int]) -> None:
     """A team: the annotator signs in at the provider's page, saves a SEG that names her, the label is submitted
-    (not final); a reviewer approves it, and only then does it count. An admin action in her browser is refused
-    with a readable page."""
+    (not final); a reviewer approves it in the console, and only then does it count. An admin action in her browser
+    is refused with a readable page."""
     annotator = requests.Session()
     annotator.headers.update(team_hope.headers("anna"))
     before = _completed(annotator, team_hope.url)
@@ -266,13 +289,7 @@ def test_annotate_signed_in_then_review(browser: Any, orthanc: OrthancSettings, 
     listing = annotator.get(f"{team_hope.url}/datastore/", params={"output": "all"}, timeout=60).json()
     assert listing["objects"][series_uid]["state"] == "submitted"
     assert not listing["objects"][series_uid]["labels"], "a submitted label is listed as final"
-    reviewer = requests.Session()
-    reviewer.headers.update(team_hope.headers("rita"))
-    queue = reviewer.get(f"{team_hope.url}/hope/review/queue", timeout=30).json()
-    submitted = next(item for item in queue if item["series_uid"] == series_uid)
-    decision = reviewer.post(f"{team_hope.url}/hope/review/{submitted['seg_sop_uid']}",
-                             json={"decision": "approve", "comment": "good"}, timeout=30)
-    assert decision.status_code == 200, decision.text
+    _approve_in_console(browser, team_hope, series_uid)
     assert poll(lambda: _completed(annotator, team_hope.url) == before + 1, 30, "the approved label to count")
     listing = annotator.get(f"{team_hope.url}/datastore/", params={"output": "all"}, timeout=60).json()
     assert listing["objects"][series_uid]["state"] == "approved"
@@ -280,13 +297,10 @@ def test_annotate_signed_in_then_review(browser: Any, orthanc: OrthancSettings, 
     context = browser.new_context(viewport=VIEWPORT)
     try:
         page = context.new_page()
-        page.goto(f"{team_hope.url}/auth/login?next=/hope/audit")
-        page.get_by_label("Username").fill("anna")
-        page.get_by_label("Password").fill(demo_password("anna"))
-        page.get_by_role("button", name="Sign in").click()
+        _sign_in(page, team_hope.url, "/hope/audit", "anna")
         refusal = page.get_by_role("alert")
         refusal.wait_for()
         assert "needs the admin role" in refusal.inner_text()
-        _shot(page, "team-06-refused")
+        _shot(page, "team-07-refused")
     finally:
         context.close()

@@ -26,7 +26,8 @@ from ..conftest import ROLE_USERS, SignedInHope
 ROLES = ["user", "annotator", "reviewer", "admin"]
 PLACEHOLDERS = {"model": "no_such_model", "task": "no_such_task", "strategy": "no_such_strategy",
                 "method": "no_such_method", "study_uid": "1.2.3.4", "series_uid": "1.2.3.4",
-                "seg_sop_uid": "1.2.3.4", "path:path": "studies"}
+                "seg_sop_uid": "1.2.3.4", "path:path": "studies", "name": "console.js",
+                "event_id": "series_stable:1.2.3.4:x"}
 
 
 def _concrete(path: str) -> str:

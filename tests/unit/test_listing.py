@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 import pytest
 
-from hope.datastore.listing import SeriesListing
+from hope.datastore.listing import REFRESH_COST_FACTOR, SeriesListing
 from hope.errors import StoreError
 
 
@@ -113,4 +113,15 @@ def test_a_known_write_is_listed_at_once_and_a_fetch_in_flight_does_not_undo_it(
     assert listing.get() == ["a", "seg"]
     store.release.set()
     _until(lambda: not listing._refreshing, "the refresh to end")
-    assert listing.get()[:2] == ["a", "seg"]  # the in-flight answer (without the SEG) was not kept
+    assert listing.get() == ["a", "seg"]  # the in-flight answer (without the SEG) got the SEG too
+
+
+def test_a_costly_fetch_is_refreshed_less_often() -> None:
+    store = Store()
+    listing = SeriesListing(store.fetch, max_age_s=0.0, cost_factor=REFRESH_COST_FACTOR)
+    store.release = threading.Event()
+    threading.Timer(0.2, store.release.set).start()
+    listing.get()  # took about 0.2 s
+    assert listing.max_age_s >= 1.5
+    listing.get()
+    assert store.fetches == 1  # not old enough to be refreshed

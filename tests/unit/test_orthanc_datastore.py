@@ -286,7 +286,7 @@ def test_a_flagged_series_leaves_the_pool_and_the_flag_survives_a_restart(
     assert datastore.list_images() == ["1.1.1", "1.1.2"]
     datastore.flag("1.1.2", ["only 2 slices"])
     assert datastore.list_images() == ["1.1.1"]
-    assert store.searches == 2  # flagging dropped the cached listing
+    assert store.searches == 1  # left out when asked: flagging does not list the store again
     assert json.loads((tmp_path / "flagged.json").read_text()) == {"1.1.2": ["only 2 slices"]}
     assert sorted(p.name for p in tmp_path.iterdir() if "flagged" in p.name) == ["flagged.json"]
 
@@ -324,7 +324,34 @@ def test_the_newest_seg_of_a_series_is_its_final_label(store: FakeDicomWeb, tmp_
 
     reads = store.metadata_reads
     datastore.final_labels()
+    assert store.metadata_reads == reads  # resolved once per listing, not per question
+    datastore.invalidate()
+    datastore.final_labels()
     assert store.metadata_reads == reads + 1  # only the unusable SEG is read again; resolved ones are kept
+
+
+def test_seg_references_are_read_once_and_survive_a_restart(store: FakeDicomWeb, tmp_path: Path) -> None:
+    """A SEG's image series is asked about once; a restarted datastore reads it from its cache folder."""
+    store.series = [qido("1.1.1", "CT"), qido("1.1.2", "CT"), qido("2.1", "SEG")]
+    store.metadata = {"2.1": seg_metadata("1.1.1")}
+    assert list(_datastore(store, tmp_path).final_labels()) == ["1.1.1"]
+    assert store.metadata_reads == 1
+    restarted = _datastore(store, tmp_path)
+    assert list(restarted.final_labels()) == ["1.1.1"] and restarted.modality("1.1.2") == "CT"
+    assert store.metadata_reads == 1
+
+
+def test_a_store_event_updates_one_series_without_listing_again(store: FakeDicomWeb, tmp_path: Path) -> None:
+    store.series = [qido("1.1.1", "CT")]
+    datastore = _datastore(store, tmp_path, list_cache_seconds=600)
+    assert datastore.list_images() == ["1.1.1"]
+    store.series += [qido("1.1.2", "CT"), qido("2.1", "SEG")]
+    store.metadata = {"2.1": seg_metadata("1.1.2")}
+    searches = store.searches
+    datastore.refresh_series("1.1.2")
+    datastore.refresh_series("2.1")
+    assert datastore.list_images() == ["1.1.1", "1.1.2"] and list(datastore.final_labels()) == ["1.1.2"]
+    assert store.searches == searches + 2  # one QIDO-RS of each series, not of the store
 
 
 def test_a_final_label_of_a_flagged_series_does_not_count(store: FakeDicomWeb, tmp_path: Path) -> None:

@@ -221,6 +221,21 @@ def test_pending_failed_delivered_and_rejected(tmp_path: Path) -> None:
     assert outbox.status("series_stable:1:x") == DELIVERED
 
 
+def test_only_a_rejected_event_is_retried(tmp_path: Path) -> None:
+    """An admin's retry makes a rejected event pending again; delivered, pending and unknown ones are left alone."""
+    outbox = Outbox(tmp_path / "state.sqlite")
+    for uid in ("1", "2", "3"):
+        outbox.add(_event(f"series_stable:{uid}:x"))
+    outbox.mark_rejected("series_stable:1:x", "HTTP 422: no id")
+    outbox.mark_delivered("series_stable:2:x")
+    assert [(e.id, e.status) for e in outbox.troubled()] == [("series_stable:1:x", REJECTED)]
+    assert not outbox.retry("series_stable:2:x") and not outbox.retry("series_stable:3:x")
+    assert not outbox.retry("nope")
+    assert outbox.retry("series_stable:1:x")
+    assert outbox.status("series_stable:1:x") == PENDING and not outbox.retry("series_stable:1:x")
+    assert [e.id for e in outbox.pending()] == ["series_stable:1:x", "series_stable:3:x"]
+
+
 def test_outbox_survives_reopening(tmp_path: Path) -> None:
     path = tmp_path / "plugin" / "state.sqlite"
     outbox = Outbox(path)

@@ -98,6 +98,9 @@ class FakeDatastore:
     def invalidate(self) -> None:
         self.invalidations += 1
 
+    def refresh_series(self, series_uid: str) -> None:
+        self.invalidations += 1
+
     def flag(self, series_uid: str, reasons: list[str]) -> None:
         self.flagged[series_uid] = list(reasons)
 
@@ -295,12 +298,14 @@ def test_the_index_names_task_series_and_version_without_parsing_file_names(
     cache.request("spine_ct", CT_UID)
     ready_suggestion(cache, "spine_ct", CT_UID)
     index = json.loads((tmp_path / "suggestions" / "index.json").read_text())
+    made = index["suggestions"][0].pop("made")
     assert index["suggestions"] == [
         {"task": "spine_ct", "series_uid": CT_UID, "model_version": "v1.2",
          "file": f"spine_ct/{CT_UID}.v1.2.nii.gz"}
     ]
     found = _cache(tmp_path, infer, versions).get("spine_ct", CT_UID)
     assert found is not None and (found.series_uid, found.model_version) == (CT_UID, "v1.2")
+    assert isinstance(made, float) and found.made == made, "when the suggestion was ready is kept (time to final)"
 
 
 def test_refresh_does_not_count_suggestions_of_a_task_no_longer_served(

@@ -56,6 +56,8 @@ class ScoreStore:
             + ", updated REAL, PRIMARY KEY (task, series_uid, model_version))"
         )
         self._lock = threading.Lock()
+        self._writes = 0  # this connection's writes; PRAGMA data_version counts those of other connections
+        self._cached: dict[tuple[str, tuple[str, ...]], tuple[tuple[int, int], list[SeriesScores]]] = {}
 
     def put(self, scores: SeriesScores) -> None:
         """Insert or update one row; fields that are ``None`` keep their stored value."""
@@ -70,6 +72,7 @@ class ScoreStore:
                 f"ON CONFLICT (task, series_uid, model_version) DO UPDATE SET {updates}, updated = excluded.updated",
                 (scores.task, scores.series_uid, scores.model_version, *values, time.time()),
             )
+            self._writes += 1
 
     def get(self, task: str, series_uid: str, model_version: str) -> SeriesScores | None:
         """The row of one series under one model version, or ``None``."""
@@ -78,11 +81,12 @@ class ScoreStore:
 
     def for_version(self, task: str, model_version: str) -> dict[str, SeriesScores]:
         """Every scored series of ``task`` under ``model_version``, keyed by series UID."""
-        return {s.series_uid: s for s in self._select("task = ? AND model_version = ?", (task, model_version))}
+        return {s.series_uid: s for s in self._select("task = ? AND model_version = ?", (task, model_version),
+                                                      cache=True)}
 
     def newest(self, task: str) -> dict[str, SeriesScores]:
         """Per series of ``task``, its row of the newest model version (versions sort as ``v0001``, ``v0002``)."""
-        rows = self._select("task = ?", (task,))
+        rows = self._select("task = ?", (task,), cache=True)
         out: dict[str, SeriesScores] = {}
         for row in sorted(rows, key=lambda s: s.model_version):
             out[row.series_uid] = row
@@ -101,8 +105,14 @@ class ScoreStore:
         have = self.for_version(task, model_version)
         return [uid for uid in series_uids if uid not in have or getattr(have[uid], field_name) is None]
 
-    def _select(self, where: str, args: tuple[str, ...]) -> list[SeriesScores]:
+    def _select(self, where: str, args: tuple[str, ...], cache: bool = False) -> list[SeriesScores]:
+        """Rows matching ``where``; with ``cache``, parsed once and answered again until the database changes (a
+        strategy reads every row of a version per request: thousands of feature vectors to parse)."""
         with self._lock:
+            stamp = (int(self._db.execute("PRAGMA data_version").fetchone()[0]), self._writes)
+            kept = self._cached.get((where, args)) if cache else None
+            if kept is not None and kept[0] == stamp:
+                return list(kept[1])
             rows = self._db.execute(
                 f"SELECT task, series_uid, model_version, {', '.join(_COLUMNS)}, updated FROM scores WHERE {where}",
                 args,
@@ -113,4 +123,7 @@ class ScoreStore:
             for key in ("features", "dice_per_label"):
                 record[key] = None if record[key] is None else json.loads(record[key])
             out.append(SeriesScores(**record))
-        return out
+        if cache:
+            with self._lock:
+                self._cached[(where, args)] = (stamp, out)
+        return list(out)

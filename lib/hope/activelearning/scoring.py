@@ -215,6 +215,22 @@ class UncertaintyScoring(ScoringMethod):
         }
 
 
+def suggestion_dice(final_path: str, suggestion_path: str, labels: Mapping[str, int]) -> tuple[float, dict[str, float]]:
+    """Dice of a final label file against a suggestion file on the same grid: the mean over labels present in
+    either volume (1.0 when both are empty) and the Dice per label name.
+
+    Raises:
+        ValueError: the two volumes differ in shape.
+    """
+    final, suggested = _read_label(final_path), _read_label(suggestion_path)
+    if final.shape != suggested.shape:
+        raise ValueError(f"final label {final.shape} and suggestion {suggested.shape} differ in shape")
+    per = dice_per_label(torch.from_numpy(final), torch.from_numpy(suggested), labels.values())
+    names = {v: k for k, v in labels.items()}
+    mean = float(np.mean(list(per.values()))) if per else 1.0
+    return mean, {names[v]: d for v, d in per.items()}
+
+
 # series UID -> (path of the suggestion the annotator started from, model version that made it), or None
 SuggestionLookup = Callable[[str], tuple[str, str | None] | None]
 
@@ -259,23 +275,18 @@ class SuggestionDiceScoring(ScoringMethod):
             if found is None:
                 continue
             try:
-                final = _read_label(datastore.get_label_uri(uid, DefaultLabelTag.FINAL.value))
-                suggested = _read_label(found[0])
-                if final.shape != suggested.shape:
-                    raise ValueError(f"final label {final.shape} and suggestion {suggested.shape} differ in shape")
-                per = dice_per_label(torch.from_numpy(final), torch.from_numpy(suggested), self.labels.values())
+                mean, per = suggestion_dice(datastore.get_label_uri(uid, DefaultLabelTag.FINAL.value), found[0],
+                                            self.labels)
             except Exception as exc:  # reported in the result, the other series go on
                 failed[uid] = f"{type(exc).__name__}: {exc}"
                 continue
-            names = {v: k for k, v in self.labels.items()}
-            mean = float(np.mean(list(per.values()))) if per else 1.0
             self.scores.put(
                 SeriesScores(
                     task=self.task,
                     series_uid=uid,
                     model_version=found[1] or "unknown",
                     dice=mean,
-                    dice_per_label={names[v]: d for v, d in per.items()},
+                    dice_per_label=per,
                 )
             )
             result[uid] = mean

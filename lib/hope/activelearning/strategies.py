@@ -40,6 +40,11 @@ Ranking = list[tuple[str, float | None]]
 VersionOf = Callable[[str], str | None]  # task -> served model version
 Eligible = Callable[[str, str], bool]  # (task, series UID) -> may the task annotate it (e.g. its modality fits)
 REJECTED_BASIS = "your rejected label"
+#: How many series the diverse strategy picks greedily per request (each pick costs a pass over the pool); the
+#: rest of the pool follows by distance alone, for when concurrent requests took every pick.
+DIVERSE_PICKS = 32
+#: Rows of candidates compared with every centre at once (bounds the memory of a distance matrix).
+_DISTANCE_CHUNK = 1024
 
 
 class LabelReview(Protocol):
@@ -261,6 +266,32 @@ class RareFirst(ScoredStrategy):
         return {uid: w * float(s.tumour) + (1 - w) * unc[uid] for uid, s in table.items()}
 
 
+def _nearest_distance(x: np.ndarray, ref: np.ndarray) -> np.ndarray:
+    """Distance of each row of ``x`` to its nearest row of ``ref``, in chunks (never an ``n x m x d`` array)."""
+    ref_sq = (ref**2).sum(axis=1)
+    out = np.empty(len(x))
+    for start in range(0, len(x), _DISTANCE_CHUNK):
+        chunk = x[start:start + _DISTANCE_CHUNK]
+        sq = (chunk**2).sum(axis=1)[:, None] + ref_sq[None] - 2.0 * chunk @ ref.T
+        out[start:start + len(chunk)] = np.sqrt(np.maximum(sq.min(axis=1), 0.0))
+    return out
+
+
+def _far_first(features: Mapping[str, Sequence[float]], centres: Sequence[Sequence[float]],
+               avoid: Sequence[Sequence[float]], min_distance: float) -> Ranking:
+    """``features`` farthest from ``centres`` (their mean without any) first, one pass, no greedy update; those
+    closer than ``min_distance`` to a vector of ``avoid`` are left out."""
+    uids = sorted(features)
+    x = np.asarray([features[u] for u in uids], dtype=np.float64)
+    ref = np.asarray(centres, dtype=np.float64).reshape(-1, x.shape[1]) if len(centres) else x.mean(0, keepdims=True)
+    distance = _nearest_distance(x, ref)
+    allowed = np.ones(len(uids), dtype=bool)
+    if len(avoid):
+        allowed = _nearest_distance(x, np.asarray(avoid, dtype=np.float64).reshape(-1, x.shape[1])) >= min_distance
+    order = np.argsort(-distance, kind="stable")
+    return [(uids[i], float(distance[i])) for i in order if allowed[i]]
+
+
 def select_diverse(
     features: Mapping[str, Sequence[float]],
     k: int,
@@ -283,11 +314,11 @@ def select_diverse(
     uids = sorted(features)
     x = np.asarray([features[u] for u in uids], dtype=np.float64)
     ref = np.asarray(centres, dtype=np.float64).reshape(-1, x.shape[1]) if len(centres) else x.mean(0, keepdims=True)
-    nearest = np.linalg.norm(x[:, None] - ref[None], axis=2).min(axis=1)
+    nearest = _nearest_distance(x, ref)
     allowed = np.ones(len(uids), dtype=bool)
     if len(avoid):
         bad = np.asarray(avoid, dtype=np.float64).reshape(-1, x.shape[1])
-        allowed &= np.linalg.norm(x[:, None] - bad[None], axis=2).min(axis=1) >= min_distance
+        allowed &= _nearest_distance(x, bad) >= min_distance
     unc = _minmax({u: float(uncertainty.get(u, 0.0)) for u in uids}) if uncertainty else dict.fromkeys(uids, 0.0)
     u_arr = np.asarray([unc[u] for u in uids])
     picks: list[tuple[str, float]] = []
@@ -351,7 +382,12 @@ class Diverse(LeasedStrategy):
         unc = {uid: float(v) for uid in feats if (v := getattr(rows[uid], self.uncertainty)) is not None}
         diversity = self.diversity if unc else 1.0
         ranked: Ranking = list(
-            select_diverse(feats, len(feats), centres, others, unc or None, diversity, self.min_distance)
+            select_diverse(feats, min(len(feats), DIVERSE_PICKS), centres, others, unc or None, diversity,
+                           self.min_distance)
         )
+        if len(feats) > DIVERSE_PICKS:
+            picked = {uid for uid, _ in ranked}
+            ranked += _far_first({u: f for u, f in feats.items() if u not in picked}, centres, others,
+                                 self.min_distance)
         ranked += [(uid, None) for uid in self.shuffled([u for u in pool if u not in feats])]
         return ranked, "diversity over feature vectors"

@@ -49,6 +49,7 @@ class AuditAction(enum.StrEnum):
     AUTO_RETRAIN_SWITCHED = "auto_retrain_switched"
     CASE_RECORD_WRITTEN = "case_record_written"
     CASES_IMPORTED = "cases_imported"
+    OUTBOX_EVENT_RETRIED = "outbox_event_retried"
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,11 @@ What it does beyond MONAI Label's stock ``DICOMWebDatastore``:
 
 * lists every image modality configured (CT, MR, CR, DX by default), never SEG, SR or other non-images;
 * caches listings for seconds, not hours (an old one is answered while a fresh one is fetched behind it:
-  :mod:`hope.datastore.listing`), and drops the cache after its own writes;
+  :mod:`hope.datastore.listing`; a store whose listing takes long is listed less often), applies its own writes
+  and the store's events (one series each) to the listing it holds instead of listing the store again;
+* indexes each listing by UID and resolves each SEG's image series once, kept in the cache folder across restarts
+  (:mod:`hope.datastore.seg_index`), so a store of thousands of series and SEGs costs no request per SEG and no
+  scan per lookup;
 * answers an unknown series with 404 and a non-image series with 422, with the reason;
 * caches a series only once Orthanc has stopped receiving it (``IsStable``), and uses a cached copy only while
   Orthanc holds as many instances of the series as were fetched (one ``POST /tools/find`` per use): a cached copy
@@ -72,46 +76,23 @@ from hope.config import DatastoreSettings
 from hope.config.server import HttpSettings
 from hope.datastore.gateway import OrthancGateway
 from hope.datastore.label_files import read_label_on_grid
-from hope.datastore.listing import SeriesListing
-from hope.dicom.seg import label_to_seg, seg_referenced_series_uid, seg_to_label
+from hope.datastore.listing import REFRESH_COST_FACTOR, SeriesListing
+from hope.datastore.seg_index import SegReferences, SeriesRecord, StoreIndex
+from hope.dicom.seg import label_to_seg, seg_to_label
 from hope.dicom.volume import label_like, read_datasets, read_series, write_volume
 from hope.errors import ConflictError, InvalidInputError, NotFoundError, StoreError
 
 logger = logging.getLogger(__name__)
 
+__all__ = ["OrthancDatastore", "SeriesRecord", "SeriesState"]
+
 _SERIES_FIELDS = ("Modality", "SeriesDate", "SeriesTime", "SeriesNumber", "SeriesDescription", "StudyInstanceUID")
 #: The image info key of a cached series that records how many instances were fetched.
 _FETCHED_INSTANCES = "instances"
+#: The cache folder's file of resolved SEG references (:class:`~hope.datastore.seg_index.SegReferences`).
+SEG_REFERENCES_FILE = "seg-references.json"
 #: Seconds between two questions to Orthanc while waiting for a series to become stable.
 STABLE_POLL_SECONDS = 0.5
-
-
-@dataclass(frozen=True)
-class SeriesRecord:
-    """One series as listed by QIDO-RS."""
-
-    uid: str
-    study_uid: str
-    modality: str
-    date: str
-    time: str
-
-    @classmethod
-    def from_qido(cls, item: Mapping[str, Any]) -> SeriesRecord:
-        """Parse one QIDO-RS JSON result."""
-        ds = Dataset.from_json(dict(item))
-        return cls(
-            uid=str(ds.get("SeriesInstanceUID", "")),
-            study_uid=str(ds.get("StudyInstanceUID", "")),
-            modality=str(ds.get("Modality", "")).upper(),
-            date=str(ds.get("SeriesDate", "") or ""),
-            time=str(ds.get("SeriesTime", "") or ""),
-        )
-
-    @property
-    def recency(self) -> tuple[str, str, str]:
-        """Sort key: later series date and time first, UID to break ties."""
-        return (self.date, self.time, self.uid)
 
 
 @dataclass(frozen=True)
@@ -153,13 +134,14 @@ class OrthancDatastore(LocalDatastore):
         self._clients = threading.local()
         self._settings = settings
         self._label_map = dict(label_map)
-        self._listing: SeriesListing[list[SeriesRecord]] = SeriesListing(self._list_series,
-                                                                          settings.list_cache_seconds)
+        self._listing: SeriesListing[StoreIndex] = SeriesListing(self._list_series, settings.list_cache_seconds,
+                                                                 REFRESH_COST_FACTOR)
         self._fetch_locks_guard = threading.Lock()
-        self._seg_refs: dict[str, str] = {}
-        self._seg_sops: dict[str, str] = {}  # SEG series UID -> its SOP Instance UID (HOPE's SEGs hold one instance)
         self._label_gate = label_gate
         self.skipped_labels: dict[str, str] = {}
+        self._segs = SegReferences(Path(cache_path) / SEG_REFERENCES_FILE,
+                                   lambda study, series: self._client.retrieve_series_metadata(study, series),
+                                   self.skipped_labels)
         self._flags_path = Path(cache_path) / "flagged.json"
         self.flagged: dict[str, list[str]] = (
             json.loads(self._flags_path.read_text()) if self._flags_path.exists() else {}
@@ -184,64 +166,62 @@ class OrthancDatastore(LocalDatastore):
         self._listing.invalidate()
 
     def _all_series(self) -> list[SeriesRecord]:
-        return self._listing.get()
+        return self._listing.get().records
 
-    def _list_series(self) -> list[SeriesRecord]:
+    def _list_series(self) -> StoreIndex:
+        """List the store (one QIDO-RS) and index the listing."""
         try:
             found = self._client.search_for_series(fields=list(_SERIES_FIELDS), get_remaining=True)
         except requests.RequestException as exc:
             raise StoreError(f"cannot list series in the DICOM store {self.name()}: {exc}") from exc
-        return [SeriesRecord.from_qido(item) for item in found]
+        return StoreIndex([SeriesRecord.from_qido(item) for item in found], self._segs, self._settings.modalities)
+
+    def refresh_series(self, series_uid: str) -> None:
+        """Bring one series the store reported (a store event) into the listing held, asking the store about that
+        series only (one QIDO-RS) instead of listing it again; when that fails, the listing is dropped instead.
+
+        Without a listing held, the answer is dropped: the next call lists the store anyway.
+        """
+        try:
+            found = self._client.search_for_series(search_filters={"SeriesInstanceUID": series_uid},
+                                                   fields=list(_SERIES_FIELDS))
+        except requests.RequestException as exc:
+            logger.warning(f"cannot look up series {series_uid} in the DICOM store ({exc}); the listing is dropped")
+            self.invalidate()
+            return
+        records = [r for r in map(SeriesRecord.from_qido, found) if r.uid == series_uid]
+        self._listing.update(lambda index: index.with_series(*records))
 
     def list_images(self) -> list[str]:
         """SeriesInstanceUIDs of every image series of a configured modality that was not flagged invalid."""
-        allowed = set(self._settings.modalities)
-        return [s.uid for s in self._all_series() if s.modality in allowed and s.uid not in self.flagged]
+        flagged = self.flagged
+        return [uid for uid in self._listing.get().images if uid not in flagged]
+
+    def image_records(self) -> list[SeriesRecord]:
+        """Every image series of a configured modality, flagged ones included, as listed (cached for seconds)."""
+        index = self._listing.get()
+        return [index.by_uid[uid] for uid in index.images]
 
     def modality(self, series_uid: str) -> str | None:
         """The modality of a listed series, or ``None`` when the listing does not have it."""
-        return next((s.modality for s in self._all_series() if s.uid == series_uid), None)
+        record = self._listing.get().by_uid.get(series_uid)
+        return record.modality if record is not None else None
 
     def flag(self, series_uid: str, reasons: list[str]) -> None:
         """Keep an invalid series out of the annotation pool, with its reasons (nothing is deleted)."""
         self.flagged[series_uid] = list(reasons)
-        fileio.write_json(self._flags_path, self.flagged, indent=1)
-        self.invalidate()
-
-    def _referenced_series(self, seg: SeriesRecord) -> str | None:
-        if seg.uid not in self._seg_refs:
-            try:
-                meta = self._client.retrieve_series_metadata(seg.study_uid, seg.uid)
-            except requests.RequestException as exc:
-                raise StoreError(f"cannot read the metadata of SEG series {seg.uid} from the DICOM store: {exc}"
-                                 ) from exc
-            try:
-                if not meta:
-                    raise ValueError("the store lists the series but holds no instance of it")
-                first = Dataset.from_json(meta[0])
-                self._seg_refs[seg.uid] = seg_referenced_series_uid(first)
-                self._seg_sops[seg.uid] = str(first.get("SOPInstanceUID", ""))
-            except ValueError as exc:
-                self.skipped_labels[seg.uid] = str(exc)
-                logger.warning(f"SEG {seg.uid} ignored: {exc}")
-                return None
-        return self._seg_refs[seg.uid]
+        fileio.write_json(self._flags_path, self.flagged, indent=1)  # listings leave flagged series out as asked
 
     def final_labels(self) -> dict[str, SeriesRecord]:
         """The newest SEG series the label gate accepts of each listed image series, keyed by the image's
         SeriesInstanceUID (without a gate, the newest SEG series)."""
-        gate = self._label_gate
-        return self._newest_segs(lambda seg: gate is None or gate(self._seg_sops.get(seg.uid, "")))
+        flagged = self.flagged
+        finals = self._listing.get().final_labels(self._label_gate)
+        return {uid: seg for uid, seg in finals.items() if uid not in flagged} if flagged else finals
 
-    def _newest_segs(self, counts: Callable[[SeriesRecord], bool] = lambda seg: True) -> dict[str, SeriesRecord]:
-        """The newest SEG series that ``counts`` of each listed image series, keyed by the image's SeriesInstanceUID."""
-        images = set(self.list_images())
-        latest: dict[str, SeriesRecord] = {}
-        for seg in (s for s in self._all_series() if s.modality == "SEG"):
-            ref = self._referenced_series(seg)
-            if ref in images and counts(seg) and (ref not in latest or seg.recency > latest[ref].recency):
-                latest[ref] = seg
-        return latest
+    def _newest_segs(self) -> dict[str, SeriesRecord]:
+        """The newest SEG series of each listed image series, whether the label gate accepts it or not."""
+        return self._listing.get().final_labels()
 
     def get_labeled_images(self, label_tag: str | None = None, labels: list[str] | None = None) -> list[str]:
         """Image series that have a final label (a SEG) in the store."""
@@ -265,7 +245,7 @@ class OrthancDatastore(LocalDatastore):
 
     def json(self) -> dict[str, Any]:
         """Every listed image series with its modality and, when labelled, its final SEG (from the store)."""
-        records = {s.uid: s for s in self._all_series()}
+        records = self._listing.get().by_uid
         finals = self.final_labels()
         objects = {}
         for uid in self.list_images():
@@ -278,17 +258,18 @@ class OrthancDatastore(LocalDatastore):
 
     # ------------------------------------------------------------------------------------------------ images
     def _series(self, series_uid: str) -> SeriesRecord:
-        for record in self._all_series():
-            if record.uid == series_uid:
-                return record
+        record = self._listing.get().by_uid.get(series_uid)
+        if record is not None:
+            return record
         try:
             found = self._client.search_for_series(search_filters={"SeriesInstanceUID": series_uid})
         except requests.RequestException as exc:
             raise StoreError(f"cannot look up series {series_uid} in the DICOM store: {exc}") from exc
         if not found:
             raise NotFoundError(f"series {series_uid} is not in the DICOM store {self.name()}")
-        self.invalidate()
-        return SeriesRecord.from_qido(found[0])
+        record = SeriesRecord.from_qido(found[0])
+        self._listing.update(lambda index: index.with_series(record))  # listed now, without listing the store again
+        return record
 
     def _image_series(self, series_uid: str) -> SeriesRecord:
         record = self._series(series_uid)
@@ -478,11 +459,10 @@ class OrthancDatastore(LocalDatastore):
         except requests.RequestException as exc:
             raise StoreError(f"the DICOM store refused the SEG for series {image_id}: {exc}") from exc
         self._verify_stored(image_id, seg, response)
-        self._seg_refs[series_uid] = image_id
-        self._seg_sops[series_uid] = sop_uid
+        self._segs.add(series_uid, image_id, sop_uid)
         stored = SeriesRecord(uid=series_uid, study_uid=str(seg.StudyInstanceUID), modality="SEG",
                               date=seg.SeriesDate, time=seg.SeriesTime)
-        self._listing.update(lambda records: [*records, stored])  # listed at once, without asking the store again
+        self._listing.update(lambda index: index.with_series(stored))  # listed at once, without asking the store
         logger.info(f"stored SEG {series_uid} for series {image_id}")
         return {"seg_series_uid": series_uid, "seg_sop_uid": sop_uid}
 
@@ -490,8 +470,7 @@ class OrthancDatastore(LocalDatastore):
         """The UIDs of ``current`` when it is the SEG of this very label (a repeated save), else ``None``."""
         if current is None:
             return None
-        known = list(self._seg_refs.items())  # a copy: other threads resolve SEGs meanwhile
-        predecessors = {""} | {uid for uid, ref in known if ref == image_id and uid != current.uid}
+        predecessors = {""} | {uid for uid in self._segs.segs_of(image_id) if uid != current.uid}
         for predecessor in sorted(predecessors):
             series_uid, sop_uid = _content_uids(digest, predecessor)
             if series_uid == current.uid:
@@ -553,6 +532,12 @@ class OrthancDatastore(LocalDatastore):
             converted = write_volume(label_like(array, image), Path(tmp) / f"{image_id}.nii.gz")
             super().save_label(image_id, str(converted), DefaultLabelTag.FINAL, {"seg_series_uid": seg.uid})
         return str(path)
+
+    def saved_label_path(self, image_id: str) -> str | None:
+        """The local copy of the series' final label last saved or read here (not refreshed from the store, not
+        gated by review), or ``None``."""
+        path = Path(self._datastore.label_path(DefaultLabelTag.FINAL)) / f"{image_id}.nii.gz"
+        return str(path) if path.is_file() else None
 
     def get_label_uri(self, label_id: str, label_tag: str, image_id: str = "") -> str:
         """Local file of a label; final labels are refreshed from the store first."""

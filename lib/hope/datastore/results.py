@@ -21,3 +21,7 @@ class ResultStore:
                   "created": datetime.now(UTC).isoformat(timespec="seconds"), "result": result}
         series_id = self.attachments.put(series_uid, name, record)
         return {"orthanc_series": series_id, "attachment": name}
+
+    def latest(self, task: str, series_uid: str) -> dict[str, Any] | None:
+        """The latest result of ``task`` kept on the series (task, who asked, when, the result), or ``None``."""
+        return self.attachments.get(series_uid, attachment_name(task))

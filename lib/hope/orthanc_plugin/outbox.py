@@ -20,12 +20,13 @@ STATUSES = (PENDING, DELIVERED, REJECTED)
 
 @dataclass(frozen=True)
 class OutboxEvent:
-    """One stored event: its id, its JSON body, how often delivery failed and why it last failed."""
+    """One stored event: its id, its JSON body, how often delivery failed, why it last failed, and its status."""
 
     id: str
     body: dict[str, Any]
     attempts: int
     last_error: str | None
+    status: str = PENDING
 
 
 class Outbox(SqliteStore):
@@ -91,11 +92,22 @@ class Outbox(SqliteStore):
     def troubled(self, limit: int = 20) -> list[OutboxEvent]:
         """Pending events whose delivery failed at least once and rejected events, oldest first."""
         rows = self._query(
-            "SELECT id, body, attempts, last_error FROM outbox "
+            "SELECT id, body, attempts, last_error, status FROM outbox "
             "WHERE (status = ? AND attempts > 0) OR status = ? ORDER BY rowid LIMIT ?",
             (PENDING, REJECTED, limit),
         )
-        return [OutboxEvent(r["id"], json.loads(r["body"]), r["attempts"], r["last_error"]) for r in rows]
+        return [OutboxEvent(r["id"], json.loads(r["body"]), r["attempts"], r["last_error"], r["status"])
+                for r in rows]
+
+    def retry(self, event_id: str) -> bool:
+        """Make a rejected event pending again (an admin fixed the cause); ``False`` unless it was rejected.
+
+        Its last error is kept until the next attempt replaces it. Delivered and pending events are left alone.
+        """
+        return self._execute(
+            "UPDATE outbox SET status = ?, attempts = 0, finished = NULL WHERE id = ? AND status = ?",
+            (PENDING, event_id, REJECTED),
+        ) == 1
 
     def _finish(self, event_id: str, status: str, error: str | None) -> None:
         self._execute(

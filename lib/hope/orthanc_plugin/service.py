@@ -157,6 +157,14 @@ class PluginService:
         """``GET /hope/outbox``: events per status, delivery problems, series still to process."""
         return outbox_view(self.outbox.counts(), self.outbox.troubled(), len(self.worklist))
 
+    def retry_event(self, event_id: str) -> bool:
+        """``POST /hope/outbox/<id>/retry``: deliver a rejected event again; ``False`` unless it was rejected."""
+        if not self.outbox.retry(event_id):
+            return False
+        self.log.info(f"HOPE plugin: rejected event {event_id} queued again for delivery")
+        self._delivery_wake.set()
+        return True
+
     def _hope_state(self) -> dict[str, dict[str, Any]] | None:
         try:
             return self.hope.series_state()

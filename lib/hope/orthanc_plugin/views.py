@@ -45,5 +45,7 @@ def outbox_view(counts: Mapping[str, int], troubled: list[OutboxEvent], worklist
     return {
         **counts,
         "series_to_process": worklist,
-        "troubled": [{"id": e.id, "attempts": e.attempts, "last_error": e.last_error} for e in troubled],
+        "troubled": [{"id": e.id, "status": e.status, "type": e.body.get("type"),
+                      "series_uid": e.body.get("series_uid"), "attempts": e.attempts, "last_error": e.last_error}
+                     for e in troubled],
     }

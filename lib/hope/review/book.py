@@ -286,6 +286,15 @@ class ReviewBook:
                           "OR (annotator != ? AND decided > ?)", user, since)
         return {row[0] for row in rows}
 
+    def submissions(self) -> list[Submission]:
+        """Every submission with its decision, if any, oldest first (the team's labels and rejection rates)."""
+        return [_submission(row) for row in self._rows(f"SELECT {_COLUMNS} FROM submissions ORDER BY seq")]
+
+    def latest_states(self) -> dict[str, ReviewState]:
+        """The review state of every series that has a submitted label, keyed by series UID."""
+        states = {None: ReviewState.SUBMITTED, 1: ReviewState.APPROVED, 0: ReviewState.REJECTED}
+        return {row[0]: states[row[1]] for row in self._rows("SELECT series_uid, approved FROM latest")}
+
     def counts(self) -> dict[ReviewState, int]:
         """How many series' latest labels are submitted, approved and rejected."""
         rows = self._rows("SELECT approved, COUNT(*) FROM latest GROUP BY approved")

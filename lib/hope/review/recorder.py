@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from monailabel.interfaces.datastore import Datastore, DefaultLabelTag
 
@@ -20,13 +22,17 @@ class LabelRecorder:
         reviews: the review records.
         audit: the audit log.
         review_enabled: ``review.enabled``: a saved label is submitted, and counts only once approved.
+        started_from: the suggestion a label just saved for a series started from (task, model version, when it was
+            made, the Dice of the label against it), kept in the audit entry as ``suggestion``; ``None``: not kept.
     """
 
-    def __init__(self, datastore: Datastore, reviews: ReviewBook, audit: AuditLog, review_enabled: bool) -> None:
+    def __init__(self, datastore: Datastore, reviews: ReviewBook, audit: AuditLog, review_enabled: bool,
+                 started_from: Callable[[str], Mapping[str, Any] | None] | None = None) -> None:
         self.datastore = datastore
         self.reviews = reviews
         self.audit = audit
         self.review_enabled = review_enabled
+        self.started_from = started_from
 
     def saved(self, image_id: str, user: str, verified: bool) -> dict[str, str]:
         """Record the final label just saved for series ``image_id`` by ``user``; its review state and SEG."""
@@ -39,7 +45,10 @@ class LabelRecorder:
                            "cache was not updated): it is not submitted for review; save it again")
         if submitted:
             self.reviews.submit(sop_uid, image_id, study_uid or "", user)
+        detail: dict[str, Any] = {"seg_sop_uid": sop_uid, "seg_series_uid": seg_series_uid}
+        suggestion = self.started_from(image_id) if self.started_from is not None else None
+        if suggestion is not None:
+            detail["suggestion"] = dict(suggestion)
         self.audit.record(user, verified, AuditAction.LABEL_SUBMITTED if submitted else AuditAction.LABEL_SAVED,
-                          study_uid=study_uid, series_uid=image_id,
-                          detail={"seg_sop_uid": sop_uid, "seg_series_uid": seg_series_uid})
+                          study_uid=study_uid, series_uid=image_id, detail=detail)
         return {"review": "submitted" if submitted else "final", "seg_sop_uid": sop_uid}

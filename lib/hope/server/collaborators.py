@@ -13,6 +13,7 @@ import functools
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import SimpleITK as sitk
 from monailabel.datastore.local import LocalDatastore
@@ -34,9 +35,11 @@ from hope.activelearning import (
     SuggestionDiceScoring,
     UncertaintyScoring,
 )
+from hope.activelearning.scoring import suggestion_dice
 from hope.audit import AuditLog
 from hope.cases import CaseRepository, CaseVocabulary, load_vocabulary, make_engine, orthanc_study_exists
 from hope.config import ConfigError, ServerSettings, TaskDefinition, config_dir, load_server_settings, load_task
+from hope.console_sources import ConsoleSources
 from hope.datastore.attachments import SeriesAttachments
 from hope.datastore.gateway import OrthancGateway
 from hope.datastore.orthanc import OrthancDatastore
@@ -162,6 +165,37 @@ class Collaborators:
     def has_suggestion(self, series_uid: str) -> bool:
         """Whether a model's suggestion of the series is kept (its review state is then ``suggested``)."""
         return self.sync is not None and self.sync.suggestions.has_any(series_uid)
+
+    def started_from(self, series_uid: str) -> dict[str, Any] | None:
+        """The suggestion the final label just saved for the series started from: its task, model version, when it
+        was made (Unix time) and the Dice of the saved label against it; ``None`` without a kept suggestion."""
+        store = self.orthanc
+        if self.sync is None or store is None:
+            return None
+        label = store.saved_label_path(series_uid)
+        for name, task in self.tasks.items():
+            found = self.sync.suggestions.latest(name, series_uid)
+            if found is None:
+                continue
+            record: dict[str, Any] = {"task": name, "model_version": found.model_version, "made": found.made,
+                                      "dice": None}
+            if label is not None:
+                try:
+                    record["dice"], record["dice_per_label"] = suggestion_dice(label, str(found.path),
+                                                                               task.definition.labels)
+                except (ValueError, RuntimeError, OSError) as exc:  # kept without Dice; the save stands
+                    logger.warning(f"Dice of the label of {series_uid} against its suggestion: {exc}")
+            return record
+        return None
+
+    def console(self) -> ConsoleSources:
+        """What the web console reads (:mod:`hope.api.console`)."""
+        registries = {name: task.registry for name, task in {**self.tasks, **self.fewshot}.items()}
+        return ConsoleSources(
+            store=self.orthanc, registries=registries, reviews=self.reviews,
+            review_enabled=self.settings.review.enabled, audit=self.audit, leases=self.leases, scores=self.scores,
+            strategies=lambda: self.strategies, scored_tasks=tuple(self.tasks), sync=self.sync, gateway=self.gateway,
+            cases=self.case_repository, results=self.results, result_tasks=tuple(self.fewshot))
 
     def served_version(self, model: str) -> str | None:
         """The served model version of a task with weights, or ``None`` (a scribbles task has none)."""

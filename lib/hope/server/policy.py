@@ -65,7 +65,10 @@ RULES: tuple[RouteRule, ...] = tuple(
              "GET /hope/review/series/{series_uid}",
              "GET /cases", "GET /cases/vocabulary", "GET /cases/{study_uid}",
              "GET /proxy/dicom/qido/{path:path}", "GET /proxy/dicom/wado/{path:path}",
-             "GET /ohif/app-config.js", "GET /ohif/{path:path}")
+             "GET /ohif/app-config.js", "GET /ohif/{path:path}",
+             "GET /console/", "GET /console/{name}", "GET /hope/console/overview", "GET /hope/console/series",
+             "GET /hope/console/team", "GET /hope/console/activelearning", "GET /hope/console/store",
+             "GET /hope/console/cases")
     + _rules(ANNOTATOR, "POST /infer/{model}", "POST /activelearning/{strategy}", "PUT /datastore/label")
     + _rules(REVIEWER, "GET /hope/review/queue", "POST /hope/review/{seg_sop_uid}", "PUT /cases/{study_uid}",
              "GET /cases/audit", "GET /cases/{study_uid}/audit")
@@ -73,7 +76,8 @@ RULES: tuple[RouteRule, ...] = tuple(
              "POST /train/{model}", "DELETE /train/", "POST /scoring/{method}", "DELETE /scoring/",
              "PUT /hope/retrain", "PUT /hope/models/{task}/pin", "DELETE /hope/models/{task}/pin",
              "POST /cases/import", "DELETE /cases/{study_uid}", "DELETE /datastore/label",
-             "DELETE /datastore/image", "GET /hope/audit", "GET /auth/routes")
+             "DELETE /datastore/image", "GET /hope/audit", "GET /auth/routes",
+             "POST /hope/console/outbox/{event_id}/retry")
 )
 
 

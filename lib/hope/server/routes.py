@@ -18,6 +18,7 @@ from hope.api.admin import build_router as admin_router
 from hope.api.audit import build_router as audit_router
 from hope.api.auth import build_router as auth_router
 from hope.api.cases import build_router as cases_router
+from hope.api.console import build_router as console_router
 from hope.api.datastore import build_router as datastore_router
 from hope.api.dicomweb_proxy import build_router as proxy_router
 from hope.api.infer import build_router as infer_router
@@ -67,12 +68,14 @@ def mount_routes(app: FastAPI, collab: Collaborators, published_config: Callable
     _in_front(app, activelearning_router(lambda: collab.strategies))
     _in_front(app, datastore_router(collab.label_states))
     _in_front(app, info_router())
-    recorder = LabelRecorder(collab.datastore, collab.reviews, collab.audit, collab.settings.review.enabled)
+    recorder = LabelRecorder(collab.datastore, collab.reviews, collab.audit, collab.settings.review.enabled,
+                             started_from=collab.started_from)
     _in_front(app, labels_router(collab.datastore, on_save_label, collab.settings.http.max_upload_bytes,
                                  recorder.saved))
     app.include_router(review_router(collab.reviews, collab.audit, collab.settings.review.enabled,
                                      has_suggestion=collab.has_suggestion, on_approved=collab.label_approved))
     app.include_router(audit_router(collab.audit))
+    app.include_router(console_router(collab.console()))
     if collab.gateway is not None:
         _in_front(app, proxy_router(collab.gateway))
     if collab.sync is not None:

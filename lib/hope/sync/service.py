@@ -83,9 +83,9 @@ class SyncService:
         """Apply one store event; a repeated event id is acknowledged and ignored."""
         if not self.events.first_time(event["id"], event["type"]):
             return {"accepted": True, "duplicate": True}
-        self.datastore.invalidate()
-        actions: list[str] = []
         uid = event["series_uid"]
+        self.datastore.refresh_series(uid)  # that series only: listing a large store again takes a minute
+        actions: list[str] = []
         if event["type"] == "series_stable":
             if not event["valid"]:
                 self.datastore.flag(uid, event["reasons"])

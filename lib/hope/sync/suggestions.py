@@ -17,6 +17,7 @@ import logging
 import shutil
 import tempfile
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -39,6 +40,7 @@ class Suggestion:
     series_uid: str
     model_version: str
     path: Path
+    made: float | None = None  # when it was ready (Unix time); None for one indexed before this was kept
 
 
 class SuggestionCache:
@@ -64,7 +66,7 @@ class SuggestionCache:
             path = self.folder / entry["file"]
             if path.is_file():
                 self._ready[(entry["task"], entry["series_uid"])] = Suggestion(
-                    entry["task"], entry["series_uid"], entry["model_version"], path
+                    entry["task"], entry["series_uid"], entry["model_version"], path, entry.get("made")
                 )
         kept = {s.path for s in self._ready.values()} | {self._index_path}
         orphans = [p for p in self.folder.rglob("*") if p.is_file() and p not in kept]
@@ -82,6 +84,7 @@ class SuggestionCache:
                 "series_uid": s.series_uid,
                 "model_version": s.model_version,
                 "file": s.path.relative_to(self.folder).as_posix(),
+                "made": s.made,
             }
             for s in self._ready.values()
         ]
@@ -106,7 +109,7 @@ class SuggestionCache:
             fileio.move(produced, dest)
             with self._lock:
                 old = self._ready.get((task, series_uid))
-                self._ready[(task, series_uid)] = Suggestion(task, series_uid, version, dest)
+                self._ready[(task, series_uid)] = Suggestion(task, series_uid, version, dest, time.time())
                 self._failed.pop((task, series_uid), None)
                 self._save_index()
             if old and old.path != dest:
@@ -125,6 +128,12 @@ class SuggestionCache:
         with self._lock:
             found = self._ready.get((task, series_uid))
         return found if found and found.model_version == self._version(task) else None
+
+    def latest(self, task: str, series_uid: str) -> Suggestion | None:
+        """The newest ready suggestion of ``task`` on the series, of whichever model version made it (what an
+        annotator who opened the series was shown, even while a newer model's is being computed), or ``None``."""
+        with self._lock:
+            return self._ready.get((task, series_uid))
 
     def has_any(self, series_uid: str) -> bool:
         """Whether some task has a suggestion of the series (of any model version)."""
