@@ -26,7 +26,7 @@ from hope.phantoms import generate_neck_ct
 from hope.processes.oidc_provider import demo_password
 from hope.processes.orthanc import OrthancSettings
 
-from ..conftest import SignedInHope
+from ..conftest import SignedInHope, signed_in_hope
 from .helpers import nifti_bytes, poll, series_volume
 
 pytestmark = pytest.mark.slow
@@ -63,17 +63,25 @@ def _session(hope: SignedInHope, user: str) -> requests.Session:
 
 
 @pytest.fixture(scope="module")
-def approved(team_hope: SignedInHope, orthanc: OrthancSettings, spine_labels: dict[str, int]) -> dict[str, str]:
+def console_hope(orthanc: OrthancSettings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SignedInHope]:
+    """A HOPE of its own, sign-in and review on: the test trains and pins, which the session's shared servers must
+    not see (the next test would be served the 1-epoch model)."""
+    with signed_in_hope(orthanc, tmp_path_factory.mktemp("console"), review={"enabled": True}) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def approved(console_hope: SignedInHope, orthanc: OrthancSettings, spine_labels: dict[str, int]) -> dict[str, str]:
     """A phantom study whose label ``anna`` saved and ``rita`` approved (so it trains)."""
     first = store_phantom(orthanc.url, generate_neck_ct(181, spine_labels), patient_id="CONSOLE-181",
                           auth=orthanc.auth)
     image = series_volume(orthanc.dicomweb_client(), first.study_uid, first.series_uid)
-    saved = _session(team_hope, "anna").put(
-        f"{team_hope.url}/datastore/label", params={"image": first.series_uid, "tag": "final"},
+    saved = _session(console_hope, "anna").put(
+        f"{console_hope.url}/datastore/label", params={"image": first.series_uid, "tag": "final"},
         files={"label": ("label.nii.gz", io.BytesIO(nifti_bytes(first.phantom.label, image)))},
         data={"params": "{}"}, timeout=300)
     assert saved.status_code == 200, saved.text
-    decided = _session(team_hope, "rita").post(f"{team_hope.url}/hope/review/{saved.json()['seg_sop_uid']}",
+    decided = _session(console_hope, "rita").post(f"{console_hope.url}/hope/review/{saved.json()['seg_sop_uid']}",
                                                json={"decision": "approve"}, timeout=30)
     assert decided.status_code == 200, decided.text
     return {"study": first.study_uid, "series": first.series_uid}
@@ -85,9 +93,9 @@ def _versions(hope: SignedInHope) -> dict[str, Any]:
     return dict(answer.json())
 
 
-def test_admin_console(browser: Any, team_hope: SignedInHope, approved: dict[str, str]) -> None:
+def test_admin_console(browser: Any, console_hope: SignedInHope, approved: dict[str, str]) -> None:
     """The console reads the live server and acts through HOPE's API as an admin."""
-    before = _versions(team_hope)
+    before = _versions(console_hope)
     context = browser.new_context(viewport={"width": 1366, "height": 900})
     context.set_default_timeout(UI_TIMEOUT_MS)
     page = context.new_page()
@@ -95,7 +103,7 @@ def test_admin_console(browser: Any, team_hope: SignedInHope, approved: dict[str
     page.on("pageerror", lambda error: errors.append(str(error)))
     try:
         # 1. Sign in at the provider's page; the console shows the store and who is signed in.
-        page.goto(f"{team_hope.url}/console/")
+        page.goto(f"{console_hope.url}/console/")
         expect(page.get_by_role("heading", name="Sign in to HOPE")).to_be_visible()
         page.get_by_label("Username").fill("ada")
         page.get_by_label("Password").fill(demo_password("ada"))
@@ -118,7 +126,7 @@ def test_admin_console(browser: Any, team_hope: SignedInHope, approved: dict[str
         state = page.locator("#train-state")
         expect(state).to_contain_text(re.compile(r"SUBMITTED|RUNNING"))
         expect(state).to_contain_text("DONE", timeout=TRAINING_TIMEOUT_MS)
-        after = _versions(team_hope)
+        after = _versions(console_hope)
         assert len(after["versions"]) == len(before["versions"]) + 1
         assert after["versions"][-1]["started_by"] == "ada"
         newest = after["versions"][-1]["version"]
@@ -129,7 +137,7 @@ def test_admin_console(browser: Any, team_hope: SignedInHope, approved: dict[str
         previous = before["serving"]
         page.get_by_role("button", name=f"Serve {previous}").click()
         expect(page.locator("[data-serving=spine_ct]")).to_have_text(f"Serving {previous} (pinned).")
-        infer = _session(team_hope, "anna").post(f"{team_hope.url}/infer/spine_ct",
+        infer = _session(console_hope, "anna").post(f"{console_hope.url}/infer/spine_ct",
                                                  params={"image": approved["series"], "output": "json"},
                                                  timeout=600)
         assert infer.status_code == 200, infer.text
@@ -137,7 +145,7 @@ def test_admin_console(browser: Any, team_hope: SignedInHope, approved: dict[str
         _shot(page, "03-pinned")
         page.get_by_role("button", name=re.compile("^Unpin spine_ct")).click()
         expect(page.locator("[data-serving=spine_ct]")).to_contain_text("(the best)")
-        assert _versions(team_hope)["pinned"] is None
+        assert _versions(console_hope)["pinned"] is None
 
         # 4. A case CSV with one bad line: nothing is imported, and that line's problem is shown.
         csv = ("study_uid,tumor_type,verdict,confirmation\n"
@@ -164,4 +172,4 @@ def test_admin_console(browser: Any, team_hope: SignedInHope, approved: dict[str
         with contextlib.suppress(Exception):  # the state the page was left in, for failures
             _shot(page, "99-last")
         context.close()
-    assert poll(lambda: _versions(team_hope)["serving"] == after["serving"], 10, "the best version to serve again")
+    assert poll(lambda: _versions(console_hope)["serving"] == after["serving"], 10, "the best version to serve again")
