@@ -163,6 +163,10 @@ def _annotate(browser: Any, orthanc: OrthancSettings, hope_url: str, spine_label
             page.get_by_role("button", name="Sign in").click()
         page.get_by_role("button", name="Confirm and Hide").click()  # OHIF's "investigational use" notice
         page.locator("[data-cy='input-mrn']").fill(patient_id)
+        # Wait for the filtered list: a click on the unfiltered one can land, once the list is re-laid out, on
+        # another study's row or mode button (the viewer of another study opened, and the row was gone).
+        page.wait_for_url(re.compile(r"[?&]mrn="))
+        expect(page.locator("[data-cy^='studyRow-']")).to_have_count(1)
         row = page.locator(f"[data-cy='studyRow-{stored.study_uid}']")
         expect(row).to_contain_text(patient_id)
         _shot(page, shots + "01-study-list")
