@@ -6,11 +6,13 @@ import importlib.metadata
 import importlib.util
 import sys
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import pytest
+from playwright.sync_api import sync_playwright
 
 SLICER_CLIENT = "plugins/slicer/MONAILabel/MONAILabelLib/client.py"
 
@@ -47,3 +49,20 @@ def slicer_lib() -> ModuleType:
 def slicer(slicer_lib: ModuleType, hope_url: str, tmp_path_factory: pytest.TempPathFactory) -> Any:
     """``MONAILabelClient`` as Slicer builds it: server URL, a temporary folder, a client id."""
     return slicer_lib.MONAILabelClient(hope_url, tmpdir=str(tmp_path_factory.mktemp("slicer")), client_id="slicer")
+
+
+#: Debian's Chromium (never a browser Playwright downloads), and its flags for a headless run as root.
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run"]
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """Debian's Chromium, headless, driven by Playwright (never a downloaded browser)."""
+    if not CHROMIUM.is_file():
+        pytest.skip(f"{CHROMIUM} is missing: install Debian's chromium (scripts/setup.sh does, HOPE_WITH_BROWSER=1)")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()

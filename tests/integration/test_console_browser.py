@@ -13,12 +13,11 @@ import contextlib
 import io
 import re
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
-from playwright.sync_api import expect, sync_playwright
+from playwright.sync_api import expect
 
 from hope.config import REPO_ROOT
 from hope.demo import store_phantom
@@ -31,24 +30,10 @@ from .helpers import nifti_bytes, poll, series_volume
 
 pytestmark = pytest.mark.slow
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run"]
 AXE = REPO_ROOT / "tools" / "axe" / "node_modules" / "axe-core" / "axe.min.js"
 ARTIFACTS = REPO_ROOT / "test-artifacts" / "console"
 UI_TIMEOUT_MS = 60_000
 TRAINING_TIMEOUT_MS = 300_000
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    """Debian's Chromium, headless, driven by Playwright (never a downloaded browser)."""
-    if not CHROMIUM.is_file():
-        pytest.skip(f"{CHROMIUM} is missing: install Debian's chromium (scripts/setup.sh does, HOPE_WITH_BROWSER=1)")
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
 
 
 def _shot(page: Any, name: str) -> None:

@@ -16,7 +16,6 @@ import gzip
 import io
 import re
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +25,6 @@ import requests
 from dicomweb_client import DICOMwebClient
 from PIL import Image
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
-from playwright.sync_api import sync_playwright
 from pydicom.dataset import Dataset
 
 from hope.config import REPO_ROOT
@@ -41,30 +39,10 @@ from .helpers import download_series, poll, seg_series
 
 pytestmark = pytest.mark.slow
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 ARTIFACTS = REPO_ROOT / "test-artifacts" / "ohif"
 VIEWPORT = {"width": 1366, "height": 900}
 UI_TIMEOUT_MS = 60_000
 PATIENT_ID = "OHIF-121"
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    """Debian's Chromium, headless, driven by Playwright (never a downloaded browser)."""
-    if not CHROMIUM.is_file():
-        pytest.skip(f"{CHROMIUM} is missing: install Debian's chromium (scripts/setup.sh does, HOPE_WITH_BROWSER=1)")
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
 
 
 def _shot(page: Any, name: str) -> Path:
