@@ -13,6 +13,22 @@ from hope.server.access import AccessGuard
 from hope.server.errors import install_error_handlers
 
 
+class Clock:
+    """A settable clock (epoch seconds) for leases, reviews and anything else that takes a ``clock``."""
+
+    def __init__(self) -> None:
+        self.now = 1_700_000_000.0  # 2023-11-14T22:13:20Z
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock() -> Clock:
+    """A :class:`Clock` of its own for each test."""
+    return Clock()
+
+
 @pytest.fixture
 def temp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """The temp folder the code under test (and Starlette's spooled uploads) write into, empty at the start."""

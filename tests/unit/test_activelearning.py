@@ -49,6 +49,8 @@ from hope.errors import NotFoundError
 from hope.infers.segmentation import SegmentationInfer
 from hope.networks import build_network
 
+from .conftest import Clock
+
 TASK = "spine_ct"
 
 
@@ -76,21 +78,6 @@ class FakeDatastore:
 
     def get_label_by_image_id(self, image_id: str, tag: str) -> str | None:
         return None
-
-
-class Clock:
-    """A settable clock for lease expiry."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
 
 
 @pytest.fixture

@@ -11,22 +11,9 @@ import pytest
 from hope.errors import ConflictError, InvalidInputError, NotFoundError
 from hope.review import ReviewBook, ReviewState, series_state
 
+from .conftest import Clock
+
 STUDY = "1.2.3"
-
-
-class Clock:
-    """A settable clock (epoch seconds)."""
-
-    def __init__(self) -> None:
-        self.now = 1_700_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
 
 
 @pytest.fixture

@@ -12,22 +12,9 @@ from hope.activelearning.strategies import REJECTED_BASIS, LeasedStrategy
 from hope.review import ReviewBook
 from tests.unit.test_activelearning import TASK, FakeDatastore
 
+from .conftest import Clock
+
 STUDY = "1.2.3"
-
-
-class Clock:
-    """A settable clock shared by the leases and the review book."""
-
-    def __init__(self) -> None:
-        self.now = 1_700_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
 
 
 @pytest.fixture
