@@ -52,7 +52,7 @@ class ConsoleSources:
     leases: LeaseBook
     scores: ScoreStore
     strategies: Callable[[], Collection[str]]
-    scored_tasks: Collection[str]
+    scored_tasks: Mapping[str, Collection[str]]  # supervised task -> the modalities it annotates
     sync: SyncService | None = None
     gateway: OrthancGateway | None = None
     cases: Callable[[], CaseRepository] | None = None
@@ -74,15 +74,17 @@ class ConsoleSources:
 
     def overview(self) -> dict[str, Any]:
         """Series per modality and state, each task's models and new final labels, the retraining switch."""
-        final_segs = [seg.uid for seg in self.store.final_labels().values()] if self.store is not None else []
+        finals = self.store.final_labels() if self.store is not None else {}
         tasks = {}
         for name, registry in sorted(self.registries.items()):
             versions = registry.versions()
             trained_on = set(versions[-1].training_data) if versions else set()
+            new = None
+            if name in self.scored_tasks and self.store is not None:
+                segs = [seg.uid for uid, seg in finals.items() if self.store.modality(uid) in self.scored_tasks[name]]
+                new = new_final_labels(segs, trained_on)
             tasks[name] = {"serving": registry.served_version(), "pinned": registry.pinned(),
-                           "versions": len(versions),
-                           "new_final_labels": new_final_labels(final_segs, trained_on) if name in self.scored_tasks
-                           else None}
+                           "versions": len(versions), "new_final_labels": new}
         return {
             "review_enabled": self.review_enabled,
             "series": state_counts(self._rows()),

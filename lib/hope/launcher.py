@@ -25,7 +25,7 @@ from types import FrameType
 
 from hope.auth.binding import check_bind
 from hope.config import ConfigError, ServerSettings, load_server_settings, load_task
-from hope.demo import load_demo
+from hope.demo import load_demo, load_mr_demo
 from hope.fewshot.config import load_fewshot_task
 from hope.fewshot_demo import load_fewshot_demo
 from hope.processes.hope_server import hope_server_process
@@ -118,8 +118,14 @@ def _load_demo_once(data_dir: Path, settings: ServerSettings, orthanc: OrthancSe
     if os.environ.get("HOPE_DEMO", "1") == "0" or marker.exists():
         return
     demo = settings.demo
-    task = load_task(settings.tasks[0])
-    load_demo(orthanc.url, task.labels, range(demo.first_seed, demo.first_seed + demo.cases), auth=orthanc.auth)
+    for name in settings.tasks:
+        task = load_task(name)
+        if "CT" in task.modalities:
+            load_demo(orthanc.url, task.labels, range(demo.first_seed, demo.first_seed + demo.cases),
+                      auth=orthanc.auth)
+        if "MR" in task.modalities:
+            load_mr_demo(orthanc.url, task.labels, range(demo.mr_first_seed, demo.mr_first_seed + demo.mr_cases),
+                         auth=orthanc.auth)
     marker.write_text("demo phantoms stored\n")
 
 

@@ -2,7 +2,7 @@
 
 Keys: ``image`` (intensity volume) and, for training, ``label`` (integer label volume whose values are the task's
 label values). Loaded volumes are channel-first ``(1, X, Y, Z)`` MetaTensors, reoriented to RAS and resampled to
-the task's spacing; intensities are windowed to ``[0, 1]``.
+the task's spacing; intensities are scaled to ``[0, 1]`` (:func:`normalise_intensity`).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from monai.transforms import (
     RandScaleIntensityd,
     RandShiftIntensityd,
     ScaleIntensityRanged,
+    ScaleIntensityRangePercentilesd,
     Spacingd,
     SpatialPadd,
 )
@@ -27,19 +28,34 @@ from hope.config import TaskDefinition
 
 
 def load_and_normalise(task: TaskDefinition, keys: Sequence[str]) -> list[Callable]:
-    """Load, reorient to RAS, resample to the task spacing and window intensities of ``image``.
+    """Load, reorient to RAS, resample to the task spacing and scale intensities of ``image``.
 
     ``label`` (when in ``keys``) is resampled with nearest-neighbour interpolation.
     """
     modes = ["bilinear" if k == "image" else "nearest" for k in keys]
-    low, high = task.preprocessing.intensity_range
     return [
         LoadImaged(keys=keys, reader="ITKReader", image_only=False),
         EnsureChannelFirstd(keys=keys),
         Orientationd(keys=keys, axcodes="RAS"),
         Spacingd(keys=keys, pixdim=task.preprocessing.spacing, mode=modes),
-        ScaleIntensityRanged(keys="image", a_min=low, a_max=high, b_min=0.0, b_max=1.0, clip=True),
+        normalise_intensity(task),
     ]
+
+
+def normalise_intensity(task: TaskDefinition, key: str = "image") -> Callable:
+    """Scale ``key`` to ``[0, 1]`` as the task's ``preprocessing.normalisation`` says (clipped either way).
+
+    ``window``: the fixed ``intensity_range`` (CT's Hounsfield units mean the same in every scanner);
+    ``percentile``: the volume's own ``percentiles`` (MR's intensities have no absolute scale).
+    """
+    pre = task.preprocessing
+    if pre.normalisation == "percentile":
+        low, high = pre.percentiles
+        return ScaleIntensityRangePercentilesd(keys=key, lower=low, upper=high, b_min=0.0, b_max=1.0, clip=True)
+    if pre.intensity_range is None:
+        raise ValueError(f"task {task.name}: window normalisation needs preprocessing.intensity_range")
+    low, high = pre.intensity_range
+    return ScaleIntensityRanged(keys=key, a_min=low, a_max=high, b_min=0.0, b_max=1.0, clip=True)
 
 
 def train_transforms(task: TaskDefinition) -> list[Callable]:

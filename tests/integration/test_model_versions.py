@@ -1,11 +1,15 @@
-"""Admins steer model versions through the API: every finished run is kept; pin, roll back, plot."""
+"""Admins steer model versions through the API: every finished run is kept with the decision on whether it serves
+(shown by ``GET /train/`` and the versions list); pin, roll back, plot. A decision never overrides a pin."""
 
 from __future__ import annotations
 
 import pytest
 import requests
 
-from hope.demo import store_phantom
+from hope.config import load_task
+from hope.demo import store_phantom, store_volume
+from hope.dicom.series_writer import new_identity
+from hope.models.validation_set import picked
 from hope.phantoms import generate_neck_ct
 from hope.processes.orthanc import OrthancSettings
 
@@ -20,12 +24,8 @@ def _versions(hope_url: str) -> dict:
     return response.json()
 
 
-@pytest.fixture(scope="module")
-def trained(hope_url: str, orthanc: OrthancSettings, spine_labels: dict[str, int]) -> dict:
-    """A final label in the store and one finished training run on top of the initial version."""
-    stored = store_phantom(orthanc.url, generate_neck_ct(51, spine_labels), patient_id="VERSIONS-51", auth=orthanc.auth)
-    image = series_volume(orthanc.dicomweb_client(), stored.study_uid, stored.series_uid)
-    assert put_label(hope_url, stored.series_uid, nifti_bytes(stored.phantom.label, image)).status_code == 200
+def _train_one_epoch(hope_url: str) -> dict:
+    """Start a one-epoch run as dr.admin and wait for it; ``GET /train/``'s answer once it is done."""
     response = requests.post(
         f"{hope_url}/train/spine_ct",
         json={"max_epochs": 1, "val_split": 0.0},
@@ -33,8 +33,19 @@ def trained(hope_url: str, orthanc: OrthancSettings, spine_labels: dict[str, int
         timeout=60,
     )
     assert response.status_code == 200, response.text
-    assert wait_for_training(hope_url, timeout=900)["status"] == "DONE"
-    return {"series_uid": stored.series_uid}
+    status = wait_for_training(hope_url, timeout=900)
+    assert status["status"] == "DONE" and status["id"] == response.json()["id"], list(status.get("details", []))
+    return status
+
+
+@pytest.fixture(scope="module")
+def trained(hope_url: str, orthanc: OrthancSettings, spine_labels: dict[str, int]) -> dict:
+    """A final label in the store and one finished training run on top of the initial version."""
+    stored = store_phantom(orthanc.url, generate_neck_ct(51, spine_labels), patient_id="VERSIONS-51", auth=orthanc.auth)
+    image = series_volume(orthanc.dicomweb_client(), stored.study_uid, stored.series_uid)
+    assert put_label(hope_url, stored.series_uid, nifti_bytes(stored.phantom.label, image)).status_code == 200
+    serving_before = _versions(hope_url)["serving"]
+    return {"series_uid": stored.series_uid, "status": _train_one_epoch(hope_url), "serving_before": serving_before}
 
 
 def test_every_finished_run_is_kept_with_metrics_data_and_author(hope_url: str, trained: dict) -> None:
@@ -47,23 +58,106 @@ def test_every_finished_run_is_kept_with_metrics_data_and_author(hope_url: str, 
     assert any(key.startswith("train_C") for key in newest["metrics"])
     assert newest["training_data"], "the SEG series the version was trained on are recorded"
     assert listing["versions"][0]["note"].startswith(("seeded initial model", "pretrained on synthetic phantoms"))
-    assert listing["serving"] == max(listing["versions"], key=lambda v: v["score"])["version"]
+    assert listing["serving"] == [v for v in listing["versions"] if v["promoted"] and v["servable"]][-1]["version"]
+
+
+def test_the_run_status_and_the_versions_list_show_whether_the_new_version_serves_and_why(
+        hope_url: str, trained: dict) -> None:
+    """The decision compares versions on the frozen validation set (or says it is too small to) and is shown with
+    the run in ``GET /train/`` and with the version in the versions list."""
+    rule = load_task("spine_ct").training.validation
+    listing = _versions(hope_url)
+    newest = listing["versions"][-1]
+    kept = trained["status"]["model_version"]
+    assert kept["version"] == newest["version"]
+    decision = kept["promotion"]
+    assert decision == newest["promotion"] and newest["promoted"] == decision["promoted"]
+    assert decision["margin"] == rule.margin and len(decision["frozen_set"]["fingerprint"]) == 16
+    cases, before = decision["frozen_set"]["cases"], trained["serving_before"]
+    if cases < rule.min_cases:
+        assert decision["promoted"] and decision["scores"] == {}
+        assert decision["reason"].startswith(f"no frozen validation set yet ({cases} of {rule.min_cases} cases)")
+    else:
+        new, old = decision["scores"][newest["version"]], decision["scores"][before]
+        assert decision["promoted"] == (new >= old - rule.margin)
+        assert f"{new:.3f}" in decision["reason"] and f"{old:.3f}" in decision["reason"]
+        assert newest["score"] == new
+    assert kept["serving"] == decision["promoted"] == (listing["serving"] == newest["version"])
+    if not decision["promoted"]:
+        assert listing["serving"] == before and f"Pin {newest['version']}" in decision["reason"]
+    every_run = requests.get(f"{hope_url}/train/", params={"all": "true"}, timeout=30).json()
+    assert [run["model_version"] for run in every_run if run["id"] == trained["status"]["id"]] == [kept]
+
+
+def test_a_decision_never_overrides_a_pin(hope_url: str, trained: dict) -> None:
+    """With v0001 pinned, a new run's version is kept with its decision while v0001 goes on serving."""
+    assert requests.put(f"{hope_url}/hope/models/spine_ct/pin", json={"version": "v0001"}, timeout=30).ok
+    try:
+        kept = _train_one_epoch(hope_url)["model_version"]
+        listing = _versions(hope_url)
+        assert kept["version"] == listing["versions"][-1]["version"] and kept["promotion"] is not None
+        assert listing["serving"] == listing["pinned"] == "v0001" and not kept["serving"]
+        reason = kept["promotion"]["reason"]
+        if kept["promotion"]["promoted"]:
+            assert reason.endswith(f"v0001 stays pinned; {kept['version']} serves once it is unpinned.")
+        else:
+            assert reason.endswith(f"v0001 keeps serving. Pin {kept['version']} to serve it anyway.")
+    finally:
+        assert requests.delete(f"{hope_url}/hope/models/spine_ct/pin", timeout=30).ok
+
+
+def _store_labelled_member(hope_url: str, orthanc: OrthancSettings, labels: dict[str, int], seed: int,
+                           share: float) -> str:
+    """A phantom series whose UID the frozen set's hash rule picks, stored with its final label; its UID."""
+    identity = new_identity(f"VERSIONS-{seed}")
+    while not picked(identity.series_instance_uid, share):
+        identity = new_identity(f"VERSIONS-{seed}")
+    phantom = generate_neck_ct(seed, labels)
+    store_volume(orthanc.url, phantom.image, phantom.spacing, identity, auth=orthanc.auth)
+    image = series_volume(orthanc.dicomweb_client(), identity.study_instance_uid, identity.series_instance_uid)
+    assert put_label(hope_url, identity.series_instance_uid, nifti_bytes(phantom.label, image)).status_code == 200
+    return identity.series_instance_uid
+
+
+def test_a_new_version_is_scored_with_the_serving_one_on_the_frozen_validation_set(
+        hope_url: str, orthanc: OrthancSettings, spine_labels: dict[str, int], trained: dict) -> None:
+    """Two new final labels the hash rule picks join the frozen set at the next run and are not trained on; the
+    run's version and the serving one are scored on the set, and the new one serves only if not worse beyond the
+    margin."""
+    rule = load_task("spine_ct").training.validation
+    for seed in (52, 53):
+        _store_labelled_member(hope_url, orthanc, spine_labels, seed, rule.share)
+    before = _versions(hope_url)
+    kept = _train_one_epoch(hope_url)["model_version"]
+    after = _versions(hope_url)
+    decision = kept["promotion"]
+    assert decision["frozen_set"]["cases"] >= 2
+    new, old = decision["scores"][kept["version"]], decision["scores"][before["serving"]]
+    assert 0.0 <= new <= 1.0 and 0.0 <= old <= 1.0
+    assert decision["promoted"] == (new >= old - rule.margin) == kept["serving"]
+    assert after["serving"] == (kept["version"] if decision["promoted"] else before["serving"])
+    assert {"C1", "spinal_canal"} <= set(decision["dice"][kept["version"]])
+    assert after["versions"][-1]["score"] == new
+    # The two members were not trained on: the run learned from as many labels as the one before.
+    assert len(after["versions"][-1]["training_data"]) == len(before["versions"][-1]["training_data"])
 
 
 def test_pin_and_roll_back_switch_the_served_model_without_restart(hope_url: str, trained: dict) -> None:
-    """Pinning the initial version serves it at once; unpinning serves the best again."""
+    """Pinning another version (the initial one, unless it is the best) serves it at once; unpinning serves the best
+    again."""
     best = _versions(hope_url)["serving"]
+    other = "v0001" if best != "v0001" else _versions(hope_url)["versions"][-1]["version"]
     checksum_best = model_checksum(hope_url, "spine_ct")
 
-    response = requests.put(f"{hope_url}/hope/models/spine_ct/pin", json={"version": "v0001"}, timeout=30)
+    response = requests.put(f"{hope_url}/hope/models/spine_ct/pin", json={"version": other}, timeout=30)
     assert response.status_code == 200, response.text
-    assert response.json() == {"task": "spine_ct", "serving": "v0001", "pinned": "v0001"}
+    assert response.json() == {"task": "spine_ct", "serving": other, "pinned": other}
     assert model_checksum(hope_url, "spine_ct") != checksum_best
     infer = requests.post(
         f"{hope_url}/infer/spine_ct", params={"image": trained["series_uid"], "output": "json"}, timeout=600
     )
     assert infer.status_code == 200, infer.text
-    assert infer.json()["model_version"] == "v0001"
+    assert infer.json()["model_version"] == other
 
     response = requests.delete(f"{hope_url}/hope/models/spine_ct/pin", timeout=30)
     assert response.json()["serving"] == best

@@ -27,10 +27,10 @@ from PIL import Image
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 from pydicom.dataset import Dataset
 
-from hope.config import REPO_ROOT
+from hope.config import REPO_ROOT, load_task
 from hope.demo import store_phantom
 from hope.dicom.seg import seg_referenced_series_uid, seg_to_label
-from hope.phantoms import generate_neck_ct
+from hope.phantoms import Phantom, generate_neck_ct, generate_neck_mr
 from hope.processes.oidc_provider import demo_password
 from hope.processes.orthanc import OrthancSettings
 
@@ -43,6 +43,7 @@ ARTIFACTS = REPO_ROOT / "test-artifacts" / "ohif"
 VIEWPORT = {"width": 1366, "height": 900}
 UI_TIMEOUT_MS = 60_000
 PATIENT_ID = "OHIF-121"
+MR_PATIENT_ID = "OHIF-MR-123"
 
 
 def _shot(page: Any, name: str) -> Path:
@@ -109,12 +110,13 @@ def _completed(api: requests.Session, hope_url: str) -> int:
     return int(response.json()["completed"])
 
 
-def _annotate(browser: Any, orthanc: OrthancSettings, hope_url: str, spine_labels: dict[str, int],
-              api: requests.Session, patient_id: str, seed: int, sign_in: tuple[str, str] | None = None,
-              shots: str = "") -> Dataset:
-    """The annotator's session in OHIF, signed in at the provider's page first when ``sign_in`` (user, password)
-    is given; the SEG it saved. Screenshots are named ``<shots>01-...png`` on. ``api`` carries the credentials of
-    HOPE's API calls made beside the browser."""
+def _annotate(browser: Any, orthanc: OrthancSettings, hope_url: str, labels: dict[str, int],
+              api: requests.Session, patient_id: str, phantom: Phantom, sign_in: tuple[str, str] | None = None,
+              shots: str = "", model: str = "spine_ct") -> Dataset:
+    """The annotator's session in OHIF on ``phantom`` (stored for ``patient_id``) with ``model`` (whose labels are
+    ``labels``), signed in at the provider's page first when ``sign_in`` (user, password) is given; the SEG it saved.
+    Screenshots are named ``<shots>01-...png`` on. ``api`` carries the credentials of HOPE's API calls made beside
+    the browser."""
     from playwright.sync_api import expect
 
     served = api.get(f"{hope_url}/ohif/app-config.js", timeout=30)
@@ -122,7 +124,7 @@ def _annotate(browser: Any, orthanc: OrthancSettings, hope_url: str, spine_label
         "HOPE does not serve configs/ohif/app-config.js at /ohif/app-config.js (MONAI Label's bundled one answers): "
         "mount hope.api.ohif.ohif_router() in front of MONAI Label's routes (hope.server.routes)"
     )
-    stored = store_phantom(orthanc.url, generate_neck_ct(seed, spine_labels), patient_id=patient_id, auth=orthanc.auth)
+    stored = store_phantom(orthanc.url, phantom, patient_id=patient_id, auth=orthanc.auth)
     client = orthanc.dicomweb_client()
 
     context = browser.new_context(viewport=VIEWPORT)
@@ -149,7 +151,7 @@ def _annotate(browser: Any, orthanc: OrthancSettings, hope_url: str, spine_label
         expect(row).to_contain_text(patient_id)
         _shot(page, shots + "01-study-list")
 
-        # 2. The phantom study in the MONAI Label mode: the CT is rendered (the overlay shows window and level).
+        # 2. The phantom study in the MONAI Label mode: the image is rendered (the overlay shows window and level).
         _open_in_mode(row, page.locator(f"[data-cy='mode-monai-label-{stored.study_uid}']"))
         page.get_by_text(re.compile(r"^W:")).first.wait_for()
         axial = page.locator("[data-cy='viewport-pane']").first
@@ -157,11 +159,12 @@ def _annotate(browser: Any, orthanc: OrthancSettings, hope_url: str, spine_label
         before = _colored_fraction(axial.screenshot(animations="disabled"))
         _shot(page, shots + "02-study")
 
-        # 3. spine_ct from the MONAI Label panel (its server is the HOPE that serves the page): the suggestion is
+        # 3. The model from the MONAI Label panel (its server is the HOPE that serves the page): the suggestion is
         #    overlaid. The NRRD OHIF received is kept to compare with what is saved.
         page.locator(".monaiLabelPanel .settingsTable button.actionButton").click()  # connect
         page.get_by_text("Auto-Segmentation").click()
-        with page.expect_response(lambda r: "/infer/spine_ct" in r.url and r.request.method == "POST") as infer:
+        page.locator(".monaiLabelPanel select", has=page.locator(f"option[value='{model}']")).first.select_option(model)
+        with page.expect_response(lambda r: f"/infer/{model}" in r.url and r.request.method == "POST") as infer:
             page.locator("button[title='Run Segmentation']").click()
         assert infer.value.ok, f"/infer answered HTTP {infer.value.status}"
         suggestion = _nrrd_labels(infer.value.body())
@@ -172,7 +175,7 @@ def _annotate(browser: Any, orthanc: OrthancSettings, hope_url: str, spine_label
             fraction = _colored_fraction(axial.screenshot(animations="disabled"))
             return fraction if fraction > before + 0.01 else None
 
-        poll(overlaid, 30, "the suggestion to be drawn over the CT")
+        poll(overlaid, 30, "the suggestion to be drawn over the image")
         _shot(page, shots + "03-suggestion")
 
         # 4. A correction: paint tumor with the Brush on the axial slice on screen.
@@ -207,13 +210,13 @@ def _annotate(browser: Any, orthanc: OrthancSettings, hope_url: str, spine_label
     seg = poll(lambda: _seg_of(client, stored.study_uid, stored.series_uid), 30, "the SEG in Orthanc")
     with tempfile.TemporaryDirectory() as tmp:
         sources = download_series(client, stored.study_uid, stored.series_uid, Path(tmp))
-    saved = seg_to_label(seg, sources, spine_labels)
+    saved = seg_to_label(seg, sources, labels)
     assert saved.shape == suggestion.shape
     changed = saved != suggestion
-    slices = np.unique(np.nonzero(changed)[0]).tolist()
     assert changed.any(), "the saved label is the suggestion unchanged: the brush correction is missing"
-    assert len(slices) == 1, f"the correction was painted on one slice, the saved label differs on {slices}"
-    assert set(np.unique(saved[changed]).tolist()) == {spine_labels["tumor"]}
+    planes = [np.unique(np.nonzero(changed)[axis]).tolist() for axis in range(3)]
+    assert min(len(plane) for plane in planes) == 1, f"the correction was painted on one slice, not on {planes}"
+    assert set(np.unique(saved[changed]).tolist()) == {labels["tumor"]}
 
     return seg
 
@@ -222,11 +225,33 @@ def test_annotate_in_ohif(browser: Any, orthanc: OrthancSettings, hope_url: str,
     """The loopback demo: no sign-in. HOPE counts the saved SEG as the series' final label."""
     api = requests.Session()
     before = _completed(api, hope_url)
-    seg = _annotate(browser, orthanc, hope_url, spine_labels, api, PATIENT_ID, 121)
+    seg = _annotate(browser, orthanc, hope_url, spine_labels, api, PATIENT_ID, generate_neck_ct(121, spine_labels))
     series_uid = seg_referenced_series_uid(seg)
     assert poll(lambda: _completed(api, hope_url) == before + 1, 30, "HOPE's completed count to go up")
     state = api.get(f"{hope_url}/hope/state", timeout=60).json()
     assert state["series"][series_uid]["final"] is True
+
+
+def test_annotate_mr_in_ohif(browser: Any, orthanc: OrthancSettings, hope_url: str) -> None:
+    """An MR series (a sagittal T2 phantom): spine_mr from the panel, a correction, the SEG; then HOPE stores the
+    label's measurements as an SR in the study, and OHIF lists it beside the MR and the SEG."""
+    labels = load_task("spine_mr").labels
+    seg = _annotate(browser, orthanc, hope_url, labels, requests.Session(), MR_PATIENT_ID,
+                    generate_neck_mr(123, labels, "T2"), shots="mr-", model="spine_mr")
+    client = orthanc.dicomweb_client()
+    study_uid = str(seg.StudyInstanceUID)
+    poll(lambda: client.search_for_series(study_uid, search_filters={"Modality": "SR"}), 120,
+         "the measurement SR in the study")
+    context = browser.new_context(viewport=VIEWPORT)
+    context.set_default_timeout(UI_TIMEOUT_MS)
+    try:
+        page = context.new_page()
+        page.goto(f"{hope_url}/ohif/viewer?StudyInstanceUIDs={study_uid}")
+        page.get_by_role("button", name="Confirm and Hide").click()
+        page.get_by_text("SR", exact=True).first.wait_for()  # the report's thumbnail in the study browser
+        _shot(page, "mr-06-report-listed")
+    finally:
+        context.close()
 
 
 def _sign_in(page: Any, hope_url: str, next_path: str, username: str) -> None:
@@ -260,7 +285,8 @@ def test_annotate_signed_in_then_review(browser: Any, orthanc: OrthancSettings, 
     annotator = requests.Session()
     annotator.headers.update(team_hope.headers("anna"))
     before = _completed(annotator, team_hope.url)
-    seg = _annotate(browser, orthanc, team_hope.url, spine_labels, annotator, "OHIF-AUTH-122", 122,
+    seg = _annotate(browser, orthanc, team_hope.url, spine_labels, annotator, "OHIF-AUTH-122",
+                    generate_neck_ct(122, spine_labels),
                     sign_in=("anna", demo_password("anna")), shots="team-")
     assert str(seg.ContentCreatorName) == "anna" and str(seg.OperatorsName) == "anna"
     series_uid = seg_referenced_series_uid(seg)

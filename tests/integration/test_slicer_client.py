@@ -23,8 +23,9 @@ import requests
 import SimpleITK as sitk
 from pydicom.dataset import Dataset
 
+from hope.config import load_task
 from hope.demo import StoredPhantom, store_phantom
-from hope.phantoms import generate_neck_ct
+from hope.phantoms import generate_neck_ct, generate_neck_mr
 from hope.processes.oidc_provider import demo_password
 from hope.processes.orthanc import OrthancSettings
 
@@ -207,3 +208,28 @@ def test_slicer_signed_in_as_an_annotator(slicer_lib: ModuleType, team_hope: Sig
     with pytest.raises(slicer_lib.MONAILabelClientException, match="Status: 403") as refused:
         client.train_start("spine_ct", {"max_epochs": 1})
     assert "needs the admin role" in refused.value.msg
+
+
+def test_slicer_on_a_sagittal_mr(slicer: Any, orthanc: OrthancSettings, tmp_path: Path) -> None:
+    """Slicer's client on an MR series (a T1 phantom stored as sagittal slices): spine_mr's label comes back on the
+    image's grid with its measurements, and the corrected label becomes a SEG, then a measurement SR, in the study."""
+    labels = load_task("spine_mr").labels
+    stored = store_phantom(orthanc.url, generate_neck_mr(45, labels, "T1"), patient_id="SLICER-MR-45",
+                           auth=orthanc.auth)
+    assert slicer.info()["models"]["spine_mr"]["labels"] == labels
+    label_file, params = slicer.infer("spine_mr", stored.series_uid, {})
+    assert params["label_names"] == labels
+    assert {"levels", "discs", "cobb_c2_c7_deg"} <= set(params["measurements"])
+    image = sitk.ReadImage(str(label_file))
+    assert sorted(image.GetSize()) == sorted(stored.phantom.image.shape)  # sagittal: the slices run left-right
+    truth = sitk.GetImageFromArray(stored.phantom.label)
+    truth.SetSpacing(stored.phantom.spacing)
+    corrected = tmp_path / "corrected.nii.gz"
+    on_grid = sitk.Resample(truth, image, sitk.Transform(), sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8)
+    corrected.write_bytes(nifti_bytes(sitk.GetArrayFromImage(on_grid), image))
+    client = orthanc.dicomweb_client()
+    slicer.save_label(stored.series_uid, str(corrected), params={})
+    segs = [s for s in seg_series(client) if s.StudyInstanceUID == stored.study_uid]
+    assert len(segs) == 1
+    poll(lambda: client.search_for_series(stored.study_uid, search_filters={"Modality": "SR"}), timeout=120,
+         what="the measurement SR of the saved MR label")

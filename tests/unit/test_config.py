@@ -25,7 +25,7 @@ def test_spine_ct_task_loads_with_its_labels() -> None:
 
 def test_server_settings_list_all_image_modalities() -> None:
     settings = load_server_settings()
-    assert settings.tasks == ("spine_ct",)
+    assert settings.tasks == ("spine_ct", "spine_mr")
     assert {"CT", "MR", "CR", "DX"} <= set(settings.datastore.modalities)
     assert "SEG" not in settings.datastore.modalities
 

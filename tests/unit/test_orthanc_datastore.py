@@ -30,6 +30,7 @@ from pydicom.dataset import Dataset
 
 from hope.config import DatastoreSettings
 from hope.datastore import orthanc
+from hope.datastore.label_maps import LabelMaps
 from hope.datastore.orthanc import OrthancDatastore
 from hope.dicom.seg import seg_to_label
 from hope.dicom.series_writer import new_identity, volume_to_datasets
@@ -200,7 +201,7 @@ def store() -> FakeDicomWeb:
 
 
 def _datastore(store: FakeDicomWeb, cache: Path, **settings: Any) -> OrthancDatastore:
-    return OrthancDatastore(Factory(store), DatastoreSettings(**settings), LABELS, cache,  # type: ignore[arg-type]
+    return OrthancDatastore(Factory(store), DatastoreSettings(**settings), LabelMaps(LABELS), cache,  # type: ignore[arg-type]
                             gateway=store)  # type: ignore[arg-type]
 
 
@@ -251,7 +252,7 @@ def test_a_cached_listing_expires(store: FakeDicomWeb, tmp_path: Path) -> None:
 
 def test_each_thread_gets_its_own_client(store: FakeDicomWeb, tmp_path: Path) -> None:
     factory = Factory(store)
-    datastore = OrthancDatastore(factory, DatastoreSettings(), LABELS, tmp_path, gateway=store)  # type: ignore[arg-type]
+    datastore = OrthancDatastore(factory, DatastoreSettings(), LabelMaps(LABELS), tmp_path, gateway=store)  # type: ignore[arg-type]
     assert datastore.name() == store.base_url
     datastore.name()
     assert factory.calls == 1
@@ -377,7 +378,7 @@ def test_with_a_label_gate_the_newest_accepted_seg_is_the_final_label(store: Fak
         asked.append(sop)
         return sop == "9.1"
 
-    datastore = OrthancDatastore(Factory(store), DatastoreSettings(), LABELS, tmp_path,  # type: ignore[arg-type]
+    datastore = OrthancDatastore(Factory(store), DatastoreSettings(), LabelMaps(LABELS), tmp_path,  # type: ignore[arg-type]
                                  gateway=store, label_gate=approved)  # type: ignore[arg-type]
     assert {uid: seg.uid for uid, seg in datastore.final_labels().items()} == {"1.1.1": "2.1"}
     assert sorted(set(asked)) == ["9.1", "9.2", "9.3"]
@@ -391,7 +392,7 @@ def test_with_a_label_gate_a_repeated_save_still_stores_one_seg(
 ) -> None:
     """A saved label the gate does not accept yet (awaiting review) is still the SEG a repeated save finds."""
     uid = str(ct.SeriesInstanceUID)
-    datastore = OrthancDatastore(Factory(store), DatastoreSettings(), LABELS, tmp_path,  # type: ignore[arg-type]
+    datastore = OrthancDatastore(Factory(store), DatastoreSettings(), LabelMaps(LABELS), tmp_path,  # type: ignore[arg-type]
                                  gateway=store, label_gate=lambda sop: False)  # type: ignore[arg-type]
     label = _label_file(datastore, uid, tmp_path / "label.nii.gz")
     for _ in range(2):
@@ -768,7 +769,7 @@ def test_a_truncated_label_is_refused_before_the_store(
 
 def test_a_label_larger_than_the_limit_is_refused(store: FakeDicomWeb, tmp_path: Path, ct: Dataset) -> None:
     uid = str(ct.SeriesInstanceUID)
-    datastore = OrthancDatastore(Factory(store), DatastoreSettings(), LABELS, tmp_path / "cache",  # type: ignore[arg-type]
+    datastore = OrthancDatastore(Factory(store), DatastoreSettings(), LabelMaps(LABELS), tmp_path / "cache",  # type: ignore[arg-type]
                                  gateway=store, max_label_bytes=100)  # type: ignore[arg-type]
     label = _label_file(datastore, uid, tmp_path / "label.nii")  # 480 voxels of one byte, uncompressed
     with pytest.raises(TooLargeError, match="max_upload_mb"):

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from hope.phantoms import VERTEBRAE, Phantom, PhantomSpec, generate_cohort, generate_neck_ct
+from hope.phantoms import DISCS, TISSUES, VERTEBRAE, Phantom, PhantomSpec, generate_cohort, generate_neck_ct
 
 
 @pytest.fixture(scope="module")
@@ -105,6 +105,27 @@ def test_hounsfield_units_are_plausible(cohort: list[Phantom], spine_labels: dic
             assert tumor < bone
 
 
+def test_tissue_map_matches_the_labels(cohort: list[Phantom], spine_labels: dict[str, int]) -> None:
+    for phantom in cohort[:3]:
+        assert phantom.tissues.dtype == np.uint8 and phantom.tissues.shape == phantom.image.shape
+        assert phantom.params["modality"] == "CT"
+        canal = np.isin(phantom.tissues, [TISSUES["csf"], TISSUES["cord"]])
+        np.testing.assert_array_equal(phantom.label == spine_labels["spinal_canal"], canal)
+        np.testing.assert_array_equal(phantom.label == spine_labels["tumor"], phantom.tissues == TISSUES["tumor"])
+        air = np.median(phantom.image[phantom.tissues == TISSUES["background"]])
+        fat = np.median(phantom.image[phantom.tissues == TISSUES["fat"]])
+        assert air < -900 and -150 < fat < -50
+
+
+def test_optional_labels_split_the_canal_and_paint_discs(spine_labels: dict[str, int]) -> None:
+    extra = {"cord": 20, **{name: 21 + i for i, name in enumerate(DISCS)}}
+    plain, detailed = generate_neck_ct(5, spine_labels), generate_neck_ct(5, {**spine_labels, **extra})
+    np.testing.assert_array_equal(plain.image, detailed.image)
+    assert set(np.unique(detailed.label)) == {0, *spine_labels.values(), *extra.values()}
+    canal = np.isin(detailed.label, [spine_labels["spinal_canal"], extra["cord"]])
+    np.testing.assert_array_equal(canal, plain.label == spine_labels["spinal_canal"])
+
+
 def test_custom_label_values_are_used() -> None:
     labels = {**{name: 10 + i for i, name in enumerate(VERTEBRAE)}, "spinal_canal": 40, "tumor": 99}
     phantom = generate_neck_ct(3, labels)
@@ -136,6 +157,7 @@ def test_tumor_probability_zero_gives_no_tumor(spine_labels: dict[str, int]) -> 
         {"spacing": (1.0, 0.0, 1.0)},
         {"noise_hu": (5.0, 1.0)},
         {"tumor_probability": 2.0},
+        {"cord_width_mm": (8.0, 30.0)},
     ],
 )
 def test_invalid_specs_are_rejected(kwargs: dict[str, object]) -> None:

@@ -13,15 +13,20 @@ from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, MRImageStorage
 
 from hope.dicom.series_writer import (
     MANUFACTURER,
+    MRSequence,
     SeriesIdentity,
     datasets_to_bytes,
     new_identity,
     volume_to_datasets,
     write_series,
 )
+from hope.dicom.volume import read_series
 
 SPACING = (0.7, 0.9, 2.5)  # (x, y, z): all different, so a swapped axis shows
 ORIGIN = (-12.5, 30.0, 4.0)
+SAGITTAL_SPACING = (3.0, 0.5, 0.7)  # thick sagittal slices, fine in-plane pixels
+#: SimpleITK's direction of a sagittal series: index axes run posterior, inferior, then to the right (PIR).
+PIR = (0.0, 0.0, -1.0, 1.0, 0.0, 0.0, 0.0, -1.0, 0.0)
 
 
 @pytest.fixture(scope="module")
@@ -119,3 +124,51 @@ def test_datasets_serialise_as_part10_with_any_writer() -> None:
     buffer = io.BytesIO()
     pydicom.dcmwrite(buffer, datasets[0])
     assert buffer.getvalue()[128:132] == b"DICM"
+
+
+def _values_by_point(image: sitk.Image) -> dict[tuple[float, ...], int]:
+    """Every voxel's value keyed by its physical (LPS) point, rounded to a micrometre."""
+    array = sitk.GetArrayFromImage(image)  # (index z, y, x)
+    return {
+        tuple(round(c, 3) for c in image.TransformIndexToPhysicalPoint((i, j, k))): int(array[k, j, i])
+        for k, j, i in np.ndindex(array.shape)
+    }
+
+
+def test_sagittal_mr_reads_back_at_the_same_physical_points(volume: np.ndarray, tmp_path: Path) -> None:
+    identity = new_identity("P-11", modality="MR")
+    paths = write_series(volume, SAGITTAL_SPACING, identity, tmp_path, origin=ORIGIN, orientation="sagittal")
+    assert len(paths) == volume.shape[2]  # one slice per x index
+    original = sitk.GetImageFromArray(volume)
+    original.SetSpacing(SAGITTAL_SPACING)
+    original.SetOrigin(ORIGIN)
+    expected = _values_by_point(original)
+    for image in (_read_with_gdcm(tmp_path), read_series(tmp_path)):
+        assert image.GetDirection() == pytest.approx(PIR)
+        assert image.GetSize() == (volume.shape[1], volume.shape[0], volume.shape[2])
+        assert image.GetSpacing() == pytest.approx((0.5, 0.7, 3.0))  # y, z in-plane; x between slices
+        assert _values_by_point(image) == expected
+
+
+def test_sagittal_files_carry_mr_geometry(volume: np.ndarray, tmp_path: Path) -> None:
+    sequence = MRSequence(acquisition_type="2D", repetition_time_ms=3000.0, echo_time_ms=100.0, echo_train_length=16)
+    identity = new_identity("P-12", modality="MR")
+    paths = write_series(volume, SAGITTAL_SPACING, identity, tmp_path, orientation="sagittal", sequence=sequence)
+    datasets = [pydicom.dcmread(p) for p in paths]
+    nz, ny, nx = volume.shape
+    for n, ds in enumerate(datasets):
+        assert ds.SOPClassUID == ds.file_meta.MediaStorageSOPClassUID == MRImageStorage and ds.Modality == "MR"
+        assert [float(v) for v in ds.ImageOrientationPatient] == [0, 1, 0, 0, 0, -1]
+        x = (nx - 1 - n) * 3.0  # instance 1 is the leftmost slice (the normal points right)
+        assert [float(v) for v in ds.ImagePositionPatient] == pytest.approx([x, 0.0, (nz - 1) * 0.7])
+        assert float(ds.SliceLocation) == pytest.approx(-x)
+        assert [float(v) for v in ds.PixelSpacing] == pytest.approx([0.7, 0.5]) and float(ds.SliceThickness) == 3.0
+        assert (ds.Rows, ds.Columns) == (nz, ny)
+        np.testing.assert_array_equal(ds.pixel_array, volume[::-1, :, nx - 1 - n])  # rows from superior down
+        assert ds.MRAcquisitionType == "2D" and ds.EchoTrainLength == 16
+        assert (float(ds.RepetitionTime), float(ds.EchoTime)) == (3000.0, 100.0)
+
+
+def test_unknown_orientation_is_rejected(volume: np.ndarray) -> None:
+    with pytest.raises(ValueError, match="orientation"):
+        volume_to_datasets(volume, SPACING, new_identity("P-13"), orientation="coronal")

@@ -1,7 +1,9 @@
-"""Training safety: a diverging run aborts and publishes nothing; versions are kept and served atomically."""
+"""Training safety: a diverging run aborts and publishes nothing; versions are kept and served atomically, the
+newest promoted one unless one is pinned."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +14,7 @@ from ignite.engine import Engine
 
 from hope.config import load_task
 from hope.errors import NotFoundError
-from hope.models.registry import ModelRegistry
+from hope.models.registry import FrozenSetRef, ModelRegistry, Promotion
 from hope.trainers.publish import DivergenceError, LossGuard
 from hope.trainers.segmentation import training_cases
 
@@ -39,11 +41,23 @@ def _weights(tmp_path: Path, value: float) -> Path:
     return path
 
 
+def _decided(promoted: bool) -> Callable[[str, Path], Promotion]:
+    def decide(version: str, weights: Path) -> Promotion:
+        assert weights.read_bytes()  # the new version's weights, readable before it can serve
+        return Promotion(promoted=promoted, reason=f"{version} {'serves' if promoted else 'does not'}",
+                         frozen_set=FrozenSetRef(cases=3, fingerprint="f"))
+
+    return decide
+
+
 def test_registry_serves_the_best_version_unless_pinned(tmp_path: Path) -> None:
+    """The best version is the newest one promoted: a higher training Dice of a refused version does not count."""
     registry = ModelRegistry("task", tmp_path / "models")
     registry.add(_weights(tmp_path, 0), started_by="a", metrics={}, training_data=[], params={})
-    registry.add(_weights(tmp_path, 1), started_by="b", metrics={"val_mean_dice": 0.8}, training_data=["s1"], params={})
-    registry.add(_weights(tmp_path, 2), started_by="c", metrics={"val_mean_dice": 0.6}, training_data=["s2"], params={})
+    registry.add(_weights(tmp_path, 1), started_by="b", metrics={"train_mean_dice": 0.6}, training_data=["s1"],
+                 params={}, decide=_decided(True))
+    registry.add(_weights(tmp_path, 2), started_by="c", metrics={"train_mean_dice": 0.9}, training_data=["s2"],
+                 params={}, decide=_decided(False))
 
     def served() -> float:
         return float(torch.load(registry.served_path)["model"]["w"])

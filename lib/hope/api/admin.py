@@ -1,13 +1,16 @@
-"""Admin REST routes: start training within bounds, list model versions, pin or roll back, plot progress."""
+"""Admin REST routes: start training within bounds, its status with what became of the version a run kept, list
+model versions with their promotion decisions, pin or roll back, plot progress."""
 
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Callable, Mapping
+from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, Response
+from fastapi import APIRouter, Depends, Header, Query, Response
 from monailabel.utils.async_tasks.task import AsyncTask
 from monailabel.utils.async_tasks.utils import tasks as train_tasks
 from pydantic import BaseModel
@@ -19,7 +22,7 @@ from hope.config import TaskDefinition
 from hope.errors import BusyError, NotFoundError
 from hope.fewshot.config import FewShotDefinition
 from hope.models.plots import training_report_png
-from hope.models.registry import ModelRegistry
+from hope.models.registry import RUN_KEY, ModelRegistry, ModelVersion
 from hope.models.train_params import validate_train_params
 
 SignedIn = Annotated[Identity, Depends(current_identity)]
@@ -46,6 +49,21 @@ def build_router(
             raise NotFoundError(f"no task named {task!r}; tasks: {', '.join(sorted(registries))}")
         return registries[task]
 
+    def kept(run: dict[str, Any]) -> dict[str, Any] | None:
+        """The version a training run kept, its promotion decision and whether it serves; ``None`` until it kept
+        one (or for a run not started through ``POST /train/{model}``)."""
+        request = run.get("request") or {}
+        reg, tag = registries.get(str(request.get("model"))), request.get(RUN_KEY)
+        version = next((v for v in reg.versions() if v.run == tag), None) if reg is not None and tag else None
+        if version is None:
+            return None
+        return {"version": version.version, "serving": version.version == reg.served_version(),
+                "promotion": asdict(version.promotion) if version.promotion is not None else None}
+
+    def listed(reg: ModelRegistry, version: ModelVersion) -> dict[str, Any]:
+        return {**asdict(version), "score": version.score, "promoted": version.promoted,
+                "servable": reg.servable(version)}
+
     @router.post("/train/{model}", summary="Start training a task, with parameters within the task's bounds")
     def start_training(
         model: str,
@@ -64,13 +82,25 @@ def build_router(
                 "?enqueue=true to queue this one"
             )
         started_by = recorded_user(identity, x_hope_user)
-        result, detail = AsyncTask.run("train", request={"model": model, "started_by": started_by}, params=clean,
-                                       enqueue=True)
+        request = {"model": model, "started_by": started_by, RUN_KEY: uuid.uuid4().hex}
+        result, detail = AsyncTask.run("train", request=request, params=clean, enqueue=True)
         audit.record(started_by, identity.verified, AuditAction.TRAINING_STARTED,
                      detail={"task": model, "params": clean, "run": (result or {}).get("id")})
         return result
 
-    @router.get("/hope/models/{task}/versions", summary="Kept model versions and which one serves")
+    @router.get("/train/", summary="Status of the latest training run (all=true: of every run), with the version "
+                "it kept and the decision on whether that version serves")
+    def training_status(all_runs: Annotated[bool, Query(alias="all")] = False,
+                        check_if_running: bool = False) -> Any:
+        found, detail = AsyncTask.status("train", all_runs, check_if_running)
+        if found is None:
+            raise NotFoundError(detail)
+        if isinstance(found, list):
+            return [{**run, "model_version": kept(run)} for run in found]
+        return {**found, "model_version": kept(found)}
+
+    @router.get("/hope/models/{task}/versions", summary="Kept model versions, their promotion decisions and which "
+                "one serves")
     def list_versions(task: str) -> dict[str, Any]:
         reg = registry(task)
         return {
@@ -78,7 +108,7 @@ def build_router(
             "serving": reg.served_version(),
             "pinned": reg.pinned(),
             "profile": reg.stamp.name if reg.stamp else None,
-            "versions": [{**v.__dict__, "score": v.score, "servable": reg.servable(v)} for v in reg.versions()],
+            "versions": [listed(reg, v) for v in reg.versions()],
         }
 
     @router.put("/hope/models/{task}/pin", summary="Serve a kept version (pin or roll back)")

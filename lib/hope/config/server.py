@@ -97,10 +97,12 @@ class DemoFewShotType:
 
 @dataclass(frozen=True)
 class DemoSettings:
-    """Demo data stored on a first start: neck-CT phantoms, and labelled rare-tumour phantom stacks."""
+    """Demo data stored on a first start: neck-CT and neck-MR phantoms, and labelled rare-tumour phantom stacks."""
 
     cases: int = 6
     first_seed: int = 1000
+    mr_cases: int = 4  # sagittal neck MR phantoms, T2 and T1 in turn, of the same anatomy generator
+    mr_first_seed: int = 3000
     fewshot_first_seed: int = 5000
     fewshot: tuple[DemoFewShotType, ...] = ()
 
@@ -192,6 +194,8 @@ def _demo(raw: dict[str, Any], where: str) -> DemoSettings:
     return DemoSettings(
         cases=number(raw, "cases", DemoSettings.cases, where, cast=int, low=0),
         first_seed=number(raw, "first_seed", DemoSettings.first_seed, where, cast=int, low=0),
+        mr_cases=number(raw, "mr_cases", DemoSettings.mr_cases, where, cast=int, low=0),
+        mr_first_seed=number(raw, "mr_first_seed", DemoSettings.mr_first_seed, where, cast=int, low=0),
         fewshot_first_seed=number(raw, "fewshot_first_seed", DemoSettings.fewshot_first_seed, where, cast=int, low=0),
         fewshot=tuple(types),
     )

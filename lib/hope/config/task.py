@@ -22,10 +22,13 @@ from typing import Any
 
 from hope.config.files import ConfigError, load_task_file, parse_bounds, require
 from hope.config.interactive import InteractiveSettings, parse_interactive
+from hope.config.validation import ValidationRule, parse_validation
 
 PROFILES = ("cpu", "gpu")
 PROFILE_CHOICES = ("auto", *PROFILES)
 PROFILE_ENV = "HOPE_NETWORK_PROFILE"
+MEASUREMENTS = ("spine",)  # what a task may measure on its labels (hope.measure)
+NORMALISATIONS = ("window", "percentile")  # how intensities are scaled to [0, 1]; see Preprocessing
 DATASETS = ("Dataset", "CacheDataset")  # MONAI dataset classes the trainer may use; CacheDataset keeps the
                                         # deterministic pre-processing of every case in memory between epochs
 # What a profile may change in each section; everything else (labels, intensity window, bounds...) is shared.
@@ -38,11 +41,18 @@ _PROFILE_KEYS = {
 
 @dataclass(frozen=True)
 class Preprocessing:
-    """How images are resampled and scaled before they reach a network."""
+    """How images are resampled and scaled before they reach a network.
+
+    ``normalisation`` ``window`` scales the fixed ``intensity_range`` (CT: Hounsfield units) to ``[0, 1]``;
+    ``percentile`` scales each volume's own ``percentiles`` (MR, whose intensities have no absolute scale) to
+    ``[0, 1]``, so a bright outlier or a coil's overall gain does not move the tissues. Both clip.
+    """
 
     spacing: tuple[float, float, float]
-    intensity_range: tuple[float, float]
+    intensity_range: tuple[float, float] | None  # window only
     patch_size: tuple[int, int, int]
+    normalisation: str = "window"  # one of NORMALISATIONS
+    percentiles: tuple[float, float] = (0.5, 99.5)  # percentile only
 
 
 @dataclass(frozen=True)
@@ -67,6 +77,7 @@ class TrainingDefaults:
     bounds: dict[str, tuple[float, float]] = field(default_factory=dict)
     lesion_only_labels: tuple[str, ...] = ()  # a final label with only these structures is not trained on
     dataset: str = "Dataset"  # one of DATASETS
+    validation: ValidationRule = field(default_factory=ValidationRule)  # the frozen validation set, promotion
 
 
 @dataclass(frozen=True)
@@ -95,8 +106,11 @@ class NetworkProfile:
         Two profiles with the same signature can serve each other's weights; patch size, batch sizes, AMP and the
         dataset class only change speed.
         """
-        key = {"network": self.network.name, "args": self.network.args, "spacing": self.preprocessing.spacing,
-               "intensity_range": self.preprocessing.intensity_range}
+        pre = self.preprocessing
+        key = {"network": self.network.name, "args": self.network.args, "spacing": pre.spacing,
+               "intensity_range": pre.intensity_range}
+        if pre.normalisation != "window":  # keys added later: the window signatures of existing versions stay
+            key |= {"normalisation": pre.normalisation, "percentiles": pre.percentiles}
         return hashlib.sha256(json.dumps(key, sort_keys=True, default=list).encode()).hexdigest()[:16]
 
 
@@ -115,6 +129,7 @@ class TaskDefinition:
     interactive: InteractiveSettings | None = None  # None: the task offers no scribble corrections
     profile: str = "cpu"  # the network profile in effect: its settings are the four sections above
     profiles: dict[str, NetworkProfile] = field(default_factory=dict)  # every profile, by name
+    measurements: str | None = None  # "spine": canal, cord, discs and Cobb angle (hope.measure.spine), else None
 
     @property
     def active_profile(self) -> NetworkProfile:
@@ -162,6 +177,19 @@ def _labels(raw: Any, where: str) -> dict[str, int]:
     return labels
 
 
+def _bounded_pair(section: dict[str, Any], key: str, where: str,
+                  default: tuple[float, float] | None = None) -> tuple[float, float]:
+    """``section[key]`` as a ``(low, high)`` pair of numbers with ``low < high`` (``default`` when absent)."""
+    raw = section.get(key, default) if default is not None else require(section, key, where)
+    try:
+        low, high = (float(v) for v in raw)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{where}.{key}: expected two numbers [low, high], got {raw!r}") from exc
+    if high <= low:
+        raise ConfigError(f"{where}.{key}: upper bound must exceed lower bound")
+    return low, high
+
+
 def _overlay(base: dict[str, Any], raw: Any, section: str, where: str) -> dict[str, Any]:
     """``base`` with the keys a profile sets in ``section`` replaced; a :class:`ConfigError` for any other key."""
     if raw is None:
@@ -197,9 +225,14 @@ def _profile(name: str, data: dict[str, Any], overrides: Any, labels: dict[str, 
     train = _overlay(require(data, "training", where), overrides.get("training"), "training", here)
     infer = _overlay(data.get("inference", {}), overrides.get("inference"), "inference", here)
     net = overrides.get("network", require(data, "network", where))
-    lo, hi = (float(v) for v in require(pre, "intensity_range", f"{where}.preprocessing"))
-    if hi <= lo:
-        raise ConfigError(f"{where}.preprocessing.intensity_range: upper bound must exceed lower bound")
+    normalisation = str(pre.get("normalisation", "window"))
+    if normalisation not in NORMALISATIONS:
+        raise ConfigError(f"{where}.preprocessing.normalisation: expected one of {', '.join(NORMALISATIONS)}, got "
+                          f"{normalisation!r}")
+    window = _bounded_pair(pre, "intensity_range", f"{where}.preprocessing") if normalisation == "window" else None
+    percentiles = _bounded_pair(pre, "percentiles", f"{where}.preprocessing", default=(0.5, 99.5))
+    if not 0.0 <= percentiles[0] < percentiles[1] <= 100.0:
+        raise ConfigError(f"{where}.preprocessing.percentiles: expected 0 <= low < high <= 100, got {percentiles}")
     lesion_only = tuple(str(n) for n in train.get("lesion_only_labels", []))
     if set(lesion_only) - set(labels):
         raise ConfigError(f"{where}.training.lesion_only_labels: {sorted(set(lesion_only) - set(labels))} are not "
@@ -211,8 +244,10 @@ def _profile(name: str, data: dict[str, Any], overrides: Any, labels: dict[str, 
         name=name,
         preprocessing=Preprocessing(
             spacing=_triple(require(pre, "spacing", where), f"{here}.preprocessing.spacing", float),
-            intensity_range=(lo, hi),
+            intensity_range=window,
             patch_size=_triple(require(pre, "patch_size", where), f"{here}.preprocessing.patch_size", int),
+            normalisation=normalisation,
+            percentiles=percentiles,
         ),
         network=_network(net, f"{here}.network" if "network" in overrides else f"{where}.network"),
         training=TrainingDefaults(
@@ -225,12 +260,19 @@ def _profile(name: str, data: dict[str, Any], overrides: Any, labels: dict[str, 
             bounds=parse_bounds(train.get("bounds", {}), f"{where}.training.bounds"),
             lesion_only_labels=lesion_only,
             dataset=dataset,
+            validation=parse_validation(train.get("validation"), f"{where}.training.validation"),
         ),
         inference=InferenceSettings(
             sw_batch_size=int(infer.get("sw_batch_size", 2)), overlap=float(infer.get("overlap", 0.25)),
             amp=bool(infer.get("amp", False)),
         ),
     )
+
+
+def _measurements(raw: Any, where: str) -> str | None:
+    if raw is None or raw in MEASUREMENTS:
+        return raw
+    raise ConfigError(f"{where}.measurements: expected one of {', '.join(MEASUREMENTS)} (or none), got {raw!r}")
 
 
 def select_profile(requested: str, cuda_available: bool, where: str) -> str:
@@ -271,6 +313,7 @@ def parse_task(data: dict[str, Any], where: str = "task", *, override: str | Non
                                       f"{where}: interactive") if "interactive" in data else None,
         profile=chosen,
         profiles=profiles,
+        measurements=_measurements(data.get("measurements"), where),
     )
 
 

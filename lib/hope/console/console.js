@@ -96,7 +96,10 @@ async function models(task) {
   const v = await call("GET", `/hope/models/${encodeURIComponent(task)}/versions`);
   const rows = v.versions.map((version) => {
     const metrics = Object.entries(version.metrics);
-    const detail = el("details", {}, el("summary", { text: `score ${fmt(version.score)}` }),
+    const decision = version.promotion ? version.promotion.reason : "kept without a promotion decision";
+    const detail = el("details", {},
+      el("summary", { text: `${version.promoted ? "promoted" : "not promoted"}, frozen-set Dice ${fmt(version.score)}` }),
+      el("p", { text: decision }),
       el("p", { text: metrics.map(([k, x]) => `${k} ${fmt(x)}`).join(", ") || "no metrics" }));
     const pin = may("admin") && version.version !== v.serving
       ? el("button", { type: "button", text: `Serve ${version.version}`, onclick: () => pinVersion(task, version.version) })
@@ -104,7 +107,7 @@ async function models(task) {
     return [version.version, version.created, version.started_by, detail, version.training_data.length, pin];
   });
   const table = el("table", {}, el("caption", { text: `Versions of ${task}` }));
-  fillTable(table, ["Version", "Created", "Started by", "Metrics", "Training labels", "Serve"], rows);
+  fillTable(table, ["Version", "Created", "Started by", "Decision and metrics", "Training labels", "Serve"], rows);
   const unpin = may("admin") && v.pinned
     ? el("button", { type: "button", text: `Unpin ${task} (the best version serves)`, onclick: () => unpinTask(task) })
     : null;
@@ -151,7 +154,7 @@ async function pollTraining() {
     const request = task.request || {};
     $("train-state").textContent = `Training ${request.model ?? ""} (run ${task.id}, started by `
       + `${request.started_by ?? "the server"}): ${task.status}` + (epoch ? `, epoch ${epoch[0]} of ${epoch[1]}` : "")
-      + ".";
+      + "." + (task.model_version?.promotion ? ` Kept ${task.model_version.version}: ${task.model_version.promotion.reason}` : "");
     $("train-progress").max = epoch ? epoch[1] : 1;
     $("train-progress").value = epoch ? epoch[0] : (task.status === "DONE" ? 1 : 0);
     if (state.training && state.training !== task.status && !running) await overview();

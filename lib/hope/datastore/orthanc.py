@@ -76,6 +76,7 @@ from hope.config import DatastoreSettings
 from hope.config.server import HttpSettings
 from hope.datastore.gateway import OrthancGateway
 from hope.datastore.label_files import read_label_on_grid
+from hope.datastore.label_maps import LabelMaps
 from hope.datastore.listing import REFRESH_COST_FACTOR, SeriesListing
 from hope.datastore.seg_index import SegReferences, SeriesRecord, StoreIndex
 from hope.dicom.seg import label_to_seg, seg_to_label
@@ -83,6 +84,9 @@ from hope.dicom.volume import label_like, read_datasets, read_series, write_volu
 from hope.errors import ConflictError, InvalidInputError, NotFoundError, StoreError
 
 logger = logging.getLogger(__name__)
+
+#: Told of a stored SEG: (image series UID, its modality, the SEG, its label image, label map, image datasets).
+SegStored = Callable[[str, str | None, Dataset, sitk.Image, dict[str, int], list[Dataset]], object]
 
 __all__ = ["OrthancDatastore", "SeriesRecord", "SeriesState"]
 
@@ -109,23 +113,27 @@ class OrthancDatastore(LocalDatastore):
     Args:
         client_factory: makes a DICOMweb client of the store (one per thread).
         settings: the store's settings (modalities listed, listing cache, timeout).
-        label_map: label name -> voxel value of the store's SEGs.
+        label_maps: label name -> voxel value of the store's SEGs, per image modality.
         cache_path: the local cache folder.
         gateway: Orthanc's REST API, asked whether a series is stable and how many instances it holds.
         max_label_bytes: the largest label file, and decompressed label volume, accepted (``http.max_upload_mb``).
         label_gate: whether a SEG, by its SOP Instance UID, counts as a final label (e.g.
             :meth:`hope.review.ReviewBook.is_approved`); ``None``: every SEG counts.
+        seg_stored: told of every SEG stored, once it is in the store (e.g.
+            :meth:`hope.datastore.measurement_reports.MeasurementReports.seg_stored`): the image series' UID and
+            modality, the SEG, its label image, the label map and the image's datasets.
     """
 
     def __init__(
         self,
         client_factory: Callable[[], DICOMwebClient],
         settings: DatastoreSettings,
-        label_map: Mapping[str, int],
+        label_maps: LabelMaps,
         cache_path: Path,
         gateway: OrthancGateway,
         max_label_bytes: int = HttpSettings().max_upload_bytes,
         label_gate: Callable[[str], bool] | None = None,
+        seg_stored: SegStored | None = None,
     ) -> None:
         self._client_factory = client_factory
         self._gateway = gateway
@@ -133,11 +141,12 @@ class OrthancDatastore(LocalDatastore):
         self._max_label_bytes = max_label_bytes
         self._clients = threading.local()
         self._settings = settings
-        self._label_map = dict(label_map)
+        self._label_maps = label_maps
         self._listing: SeriesListing[StoreIndex] = SeriesListing(self._list_series, settings.list_cache_seconds,
                                                                  REFRESH_COST_FACTOR)
         self._fetch_locks_guard = threading.Lock()
         self._label_gate = label_gate
+        self._seg_stored = seg_stored
         self.skipped_labels: dict[str, str] = {}
         self._segs = SegReferences(Path(cache_path) / SEG_REFERENCES_FILE,
                                    lambda study, series: self._client.retrieve_series_metadata(study, series),
@@ -203,9 +212,20 @@ class OrthancDatastore(LocalDatastore):
         return [index.by_uid[uid] for uid in index.images]
 
     def modality(self, series_uid: str) -> str | None:
-        """The modality of a listed series, or ``None`` when the listing does not have it."""
-        record = self._listing.get().by_uid.get(series_uid)
-        return record.modality if record is not None else None
+        """The modality of a series, asked of the store (and listed from then on) when it arrived after the listing
+        was made; ``None`` when the store has no such series.
+
+        Raises:
+            StoreError: the store could not be asked.
+        """
+        try:
+            return self._series(series_uid).modality
+        except NotFoundError:
+            return None
+
+    def label_map_of(self, series_uid: str) -> dict[str, int]:
+        """Label name -> voxel value of the SEGs of the series (its modality's supervised task's labels)."""
+        return self._label_maps.of(self.modality(series_uid))
 
     def flag(self, series_uid: str, reasons: list[str]) -> None:
         """Keep an invalid series out of the annotation pool, with its reasons (nothing is deleted)."""
@@ -385,10 +405,12 @@ class OrthancDatastore(LocalDatastore):
         image = sitk.ReadImage(self.get_image_uri(image_id))
         label = read_label_on_grid(label_file, image, image_id, self._max_label_bytes, work_dir)
         array = sitk.GetArrayFromImage(label)
-        unknown = sorted(set(np.unique(array).tolist()) - {0, *self._label_map.values()})
+        labels = self.label_map_of(image_id)
+        unknown = sorted(set(np.unique(array).tolist()) - {0, *labels.values()})
         if unknown:
             raise InvalidInputError(
-                f"label values {unknown} are not defined; known labels are {self._label_map}"
+                f"label values {unknown} are not defined for {self.modality(image_id)} series; known labels are "
+                f"{labels}"
             )
         return label, array.astype(np.uint8)
 
@@ -421,7 +443,7 @@ class OrthancDatastore(LocalDatastore):
             cached = write_volume(label, work / "cache" / f"{image_id}.nii.gz")
             if label_tag != DefaultLabelTag.FINAL:
                 return super().save_label(image_id, str(cached), label_tag, info)
-            info.update(self._store_seg(image_id, array, info))
+            info.update(self._store_seg(image_id, label, array, info))
             try:
                 return super().save_label(image_id, str(cached), label_tag, info)
             except OSError as exc:
@@ -429,21 +451,24 @@ class OrthancDatastore(LocalDatastore):
                                f"was not updated ({exc}); it is refreshed from the DICOM store when next used")
                 return image_id
 
-    def _store_seg(self, image_id: str, array: np.ndarray, info: Mapping[str, Any]) -> dict[str, str]:
+    def _store_seg(self, image_id: str, label: sitk.Image, array: np.ndarray, info: Mapping[str, Any]
+                   ) -> dict[str, str]:
         if not array.any():
             raise InvalidInputError(f"the label for series {image_id} is empty; draw at least one structure")
         current = self._newest_segs().get(image_id)  # gated or not: a repeated save finds the SEG it stored
-        digest = _label_digest(image_id, array, self._label_map)
+        labels = self.label_map_of(image_id)
+        digest = _label_digest(image_id, array, labels)
         already = self._already_final(image_id, digest, current)
         if already is not None:
             logger.info(f"the label of series {image_id} is its final SEG {already['seg_series_uid']} already; "
                         "nothing stored")
             return already
         series_uid, sop_uid = _content_uids(digest, current.uid if current else "")
+        sources = read_datasets(self._series_dir(image_id))
         seg = label_to_seg(
             array,
-            read_datasets(self._series_dir(image_id)),
-            self._label_map,
+            sources,
+            labels,
             series_description=str(info.get("description", "HOPE final label")),
             content_creator=str(info["user"]) if info.get("user") else None,
             series_instance_uid=series_uid,
@@ -464,6 +489,8 @@ class OrthancDatastore(LocalDatastore):
                               date=seg.SeriesDate, time=seg.SeriesTime)
         self._listing.update(lambda index: index.with_series(stored))  # listed at once, without asking the store
         logger.info(f"stored SEG {series_uid} for series {image_id}")
+        if self._seg_stored is not None:
+            self._seg_stored(image_id, self.modality(image_id), seg, label, labels, sources)
         return {"seg_series_uid": series_uid, "seg_sop_uid": sop_uid}
 
     def _already_final(self, image_id: str, digest: str, current: SeriesRecord | None) -> dict[str, str] | None:
@@ -523,7 +550,8 @@ class OrthancDatastore(LocalDatastore):
             raise StoreError(f"SEG series {seg.uid} of series {image_id} has no instance in the DICOM store; the "
                              "store changed while it was read, try again")
         try:
-            array = seg_to_label(instances[0], read_datasets(self._series_dir(image_id)), self._label_map)
+            array = seg_to_label(instances[0], read_datasets(self._series_dir(image_id)),
+                                 self.label_map_of(image_id))
         except ValueError as exc:
             self.skipped_labels[seg.uid] = str(exc)
             logger.warning(f"SEG {seg.uid} of series {image_id} not used for training: {exc}")
@@ -549,12 +577,13 @@ class OrthancDatastore(LocalDatastore):
         return super().get_label_uri(label_id, label_tag)
 
     def datalist(self, full_path: bool = True) -> list[dict[str, Any]]:
-        """Image/label pairs for training: every listed series with a usable SEG in the store."""
+        """Image/label pairs for training: every listed series with a usable SEG in the store, with its modality."""
         pairs = []
         for image_id, seg in sorted(self.final_labels().items()):
             label = self._sync_final_label(image_id, seg)
             if label:
-                pairs.append({"image": self.get_image_uri(image_id), "label": label, "seg": seg.uid})
+                pairs.append({"image": self.get_image_uri(image_id), "label": label, "seg": seg.uid,
+                              "modality": self.modality(image_id)})
         return pairs
 
 

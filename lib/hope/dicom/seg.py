@@ -30,6 +30,8 @@ from hope.dicom.geometry import (
 _ANATOMICAL_STRUCTURE = CodedConcept("123037004", "SCT", "Anatomical Structure")
 _ABNORMAL_STRUCTURE = CodedConcept("49755003", "SCT", "Morphologically Abnormal Structure")
 _TISSUE = CodedConcept("85756007", "SCT", "Tissue")
+_BODY_SUBSTANCE = CodedConcept("91720002", "SCT", "Body Substance")
+_SPINAL_CORD = CodedConcept("2748008", "SCT", "Spinal cord")
 
 #: Label name -> (SegmentedPropertyCategory, SegmentedPropertyType), SNOMED CT codes of DICOM CID 7150/7151.
 SEGMENT_CODES: Mapping[str, tuple[CodedConcept, CodedConcept]] = {
@@ -42,7 +44,16 @@ SEGMENT_CODES: Mapping[str, tuple[CodedConcept, CodedConcept]] = {
     "C7": (_ANATOMICAL_STRUCTURE, CodedConcept("87391001", "SCT", "C7 vertebra")),
     "vertebra": (_ANATOMICAL_STRUCTURE, CodedConcept("51282000", "SCT", "Vertebra")),
     "spinal_canal": (_ANATOMICAL_STRUCTURE, CodedConcept("61853006", "SCT", "Spinal canal")),
-    "spinal_cord": (_ANATOMICAL_STRUCTURE, CodedConcept("2748008", "SCT", "Spinal cord")),
+    "spinal_cord": (_ANATOMICAL_STRUCTURE, _SPINAL_CORD),
+    "cord": (_ANATOMICAL_STRUCTURE, _SPINAL_CORD),  # spine_mr
+    "canal": (_BODY_SUBSTANCE, CodedConcept("65216001", "SCT", "Cerebrospinal fluid")),  # spine_mr: the CSF space
+    # spine_mr's discs: DICOM CID 7604 (Intervertebral Disc)
+    "disc_C2_C3": (_ANATOMICAL_STRUCTURE, CodedConcept("1078209008", "SCT", "C2/C3 disc")),
+    "disc_C3_C4": (_ANATOMICAL_STRUCTURE, CodedConcept("58820006", "SCT", "C3/C4 disc")),
+    "disc_C4_C5": (_ANATOMICAL_STRUCTURE, CodedConcept("49400002", "SCT", "C4/C5 disc")),
+    "disc_C5_C6": (_ANATOMICAL_STRUCTURE, CodedConcept("73959003", "SCT", "C5/C6 disc")),
+    "disc_C6_C7": (_ANATOMICAL_STRUCTURE, CodedConcept("75095006", "SCT", "C6/C7 disc")),
+    "disc_C7_T1": (_ANATOMICAL_STRUCTURE, CodedConcept("37414007", "SCT", "C7/T1 disc")),
     "tumor": (_ABNORMAL_STRUCTURE, CodedConcept("108369006", "SCT", "Neoplasm")),
 }
 #: Codes of label names missing from :data:`SEGMENT_CODES`.

@@ -1,4 +1,8 @@
-"""Automatic 3D segmentation inference for a task defined in ``configs/tasks/<name>.yaml``."""
+"""Automatic 3D segmentation inference for a task defined in ``configs/tasks/<name>.yaml``.
+
+A task with ``measurements: spine`` answers its measurements too (``result["measurements"]``, see
+:func:`hope.measure.spine.measure_spine`), taken on the suggestion as written, on the image's own grid.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +17,7 @@ from monailabel.tasks.infer.basic_infer import BasicInferTask
 from monailabel.transform.writer import Writer
 
 from hope.config import TaskDefinition
+from hope.measure import measure_label_file
 from hope.transforms import infer_transforms
 
 
@@ -79,4 +84,7 @@ class SegmentationInfer(BasicInferTask):
         """Write ``pred`` with its own (restored) affine as uint8."""
         data.setdefault("result_dtype", "uint8")
         data["labels"] = self.labels
-        return Writer(label="pred", json="result", ref_image="pred")(data)
+        path, result = Writer(label="pred", json="result", ref_image="pred")(data)
+        if self.task.measurements == "spine":
+            result = {**(result or {}), "measurements": measure_label_file(path, self.task.labels).as_dict()}
+        return path, result

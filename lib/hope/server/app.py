@@ -7,6 +7,7 @@ mounted in :mod:`hope.server.routes`.
 from __future__ import annotations
 
 import sys
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ from monailabel.utils.async_tasks.task import AsyncTask
 import hope
 from hope.auth.binding import bind_host, check_bind
 from hope.errors import NotFoundError
+from hope.models.registry import RUN_KEY
 from hope.server.collaborators import Collaborators, StoreAccess, build_collaborators, start_background
 from hope.server.lifetime import bind_to_server, mark_server
 from hope.server.paths import RuntimePaths
@@ -98,7 +100,7 @@ class HopeApp(MONAILabelApp):
 
     @staticmethod
     def _start_training(task: str) -> str:
-        result, detail = AsyncTask.run("train", request={"model": task}, enqueue=True)
+        result, detail = AsyncTask.run("train", request={"model": task, RUN_KEY: uuid.uuid4().hex}, enqueue=True)
         return f"training task {result['id']} submitted" if result else str(detail)
 
     def infer(self, request: dict[str, Any], datastore: Datastore | None = None) -> dict[str, Any]:

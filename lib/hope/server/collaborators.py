@@ -42,6 +42,8 @@ from hope.config import ConfigError, ServerSettings, TaskDefinition, config_dir,
 from hope.console_sources import ConsoleSources
 from hope.datastore.attachments import SeriesAttachments
 from hope.datastore.gateway import OrthancGateway
+from hope.datastore.label_maps import LabelMaps
+from hope.datastore.measurement_reports import MeasurementReports
 from hope.datastore.orthanc import OrthancDatastore
 from hope.datastore.results import ResultStore
 from hope.errors import InvalidInputError
@@ -94,6 +96,7 @@ class Collaborators:
     sync: SyncService | None = None
     scoring_worker: ScoringWorker | None = None
     trained_fewshot: dict[str, FewShotTaskConfig] = field(default_factory=dict)
+    reports: MeasurementReports | None = None
 
     @property
     def orthanc(self) -> OrthancDatastore | None:
@@ -194,7 +197,8 @@ class Collaborators:
         return ConsoleSources(
             store=self.orthanc, registries=registries, reviews=self.reviews,
             review_enabled=self.settings.review.enabled, audit=self.audit, leases=self.leases, scores=self.scores,
-            strategies=lambda: self.strategies, scored_tasks=tuple(self.tasks), sync=self.sync, gateway=self.gateway,
+            strategies=lambda: self.strategies, sync=self.sync, gateway=self.gateway,
+            scored_tasks={name: task.definition.modalities for name, task in self.tasks.items()},
             cases=self.case_repository, results=self.results, result_tasks=tuple(self.fewshot))
 
     def served_version(self, model: str) -> str | None:
@@ -227,17 +231,22 @@ def build_collaborators(access: StoreAccess, conf: dict[str, str],
     audit = AuditLog(paths.records / "audit.sqlite")
 
     gateway = None
+    reports = None
     if access.is_dicomweb:
         gateway = OrthancGateway(access.studies, settings.datastore.timeout_seconds, access.username,
                                  access.password)
+        measured = {m for d in definitions.values() if d.measurements for m in d.modalities}
+        if measured:
+            reports = MeasurementReports(gateway.new_dicomweb_client().store_instances, measured)
         datastore: Datastore = OrthancDatastore(
             client_factory=gateway.new_dicomweb_client,
             settings=settings.datastore,
-            label_map=_store_labels(definitions),
+            label_maps=_store_labels(definitions),
             cache_path=paths.cache,
             gateway=gateway,
             max_label_bytes=settings.http.max_upload_bytes,
             label_gate=reviews.is_approved if settings.review.enabled else None,
+            seg_stored=reports.seg_stored if reports is not None else None,
         )
     else:
         datastore = LocalDatastore(access.studies, extensions=("*.nii.gz", "*.nii", "*.nrrd"), auto_reload=True)
@@ -249,7 +258,7 @@ def build_collaborators(access: StoreAccess, conf: dict[str, str],
             infers[f"{name}_scribbles"] = StructureScribblesInfer(task.definition)
     collab = Collaborators(settings=settings, paths=paths, datastore=datastore, tasks=tasks, fewshot={},
                            infers=infers, trainers={}, strategies={}, scoring_methods={}, leases=leases,
-                           scores=scores, reviews=reviews, audit=audit, gateway=gateway)
+                           scores=scores, reviews=reviews, audit=audit, gateway=gateway, reports=reports)
     if gateway is not None and isinstance(datastore, OrthancDatastore):
         _build_fewshot(collab, gateway, datastore, definitions, conf)
     elif settings.fewshot_tasks:
@@ -265,9 +274,12 @@ def build_collaborators(access: StoreAccess, conf: dict[str, str],
     return collab
 
 
-def _store_labels(definitions: dict[str, TaskDefinition]) -> dict[str, int]:
-    """The label map of the store's SEGs: the first supervised task's (its segment names mean one thing)."""
-    return next(iter(definitions.values())).labels
+def _store_labels(definitions: dict[str, TaskDefinition]) -> LabelMaps:
+    """The label maps of the store's SEGs: each modality's supervised task's (a ConfigError for a clash)."""
+    try:
+        return LabelMaps.of_tasks((d.name, d.modalities, d.labels) for d in definitions.values())
+    except ValueError as exc:
+        raise ConfigError(f"{config_dir() / 'server.yaml'}: tasks: {exc}") from exc
 
 
 def _build_fewshot(collab: Collaborators, gateway: OrthancGateway, datastore: OrthancDatastore,
@@ -277,13 +289,14 @@ def _build_fewshot(collab: Collaborators, gateway: OrthancGateway, datastore: Or
     collab.case_repository = functools.cache(
         lambda: CaseRepository(make_engine(vocabulary.database_url_for()), vocabulary, orthanc_study_exists(gateway))
     )
-    label_map = _store_labels(definitions)
+    label_maps = _store_labels(definitions)
     for name in collab.settings.fewshot_tasks:
         definition = load_fewshot_task(name)
-        if definition.lesion_label not in label_map:
-            raise ConfigError(f"{config_dir() / 'tasks' / f'{name}.yaml'}: lesion_label {definition.lesion_label!r} "
-                              f"is not a label of the store's SEGs ({', '.join(label_map)})")
-        wiring = _fewshot_wiring(collab, datastore, definition, vocabulary, label_map[definition.lesion_label])
+        try:
+            lesion_value = label_maps.value_of(definition.lesion_label, definition.modalities)
+        except ValueError as exc:
+            raise ConfigError(f"{config_dir() / 'tasks' / f'{name}.yaml'}: lesion_label: {exc}") from exc
+        wiring = _fewshot_wiring(collab, datastore, definition, vocabulary, lesion_value)
         task = TASK_CONFIGS[definition.kind]()
         task.init(name, str(collab.paths.models), conf, None, definition=definition, wiring=wiring)
         collab.fewshot[name] = task

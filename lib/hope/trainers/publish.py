@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +12,7 @@ from monai.engines.workflow import Engine, Events
 from monailabel.tasks.train.handler import prepare_stats
 
 from hope import fileio
-from hope.models.registry import ModelRegistry
+from hope.models.registry import ModelRegistry, Promotion
 
 logger = logging.getLogger(__name__)
 
@@ -45,8 +46,22 @@ class ProgressAndPublish:
     """After every epoch, log a one-line progress report and append to ``train_stats.json``.
 
     Only when the whole run completes is the best checkpoint kept as a new model version in the task's
-    :class:`~hope.models.registry.ModelRegistry`, which then serves the best (or the pinned) version atomically; a
-    failed or stopped run leaves the served model untouched.
+    :class:`~hope.models.registry.ModelRegistry`, with the decision ``decide`` makes on whether it serves; the
+    registry then serves the best (or the pinned) version atomically. A failed or stopped run leaves the served
+    model untouched.
+
+    Args:
+        stats_path: where the progress report (``train_stats.json``) goes.
+        registry: the task's versions.
+        best_checkpoint: the run's best checkpoint, kept when the run completes.
+        start_ts: when the run started (Unix time).
+        trainer: the run's trainer.
+        evaluator: the run's evaluator on its own validation split, if it has one.
+        started_by: who started the run.
+        training_data: what the run trains on (:func:`~hope.models.validation_set.label_ref`).
+        params: the run's training parameters.
+        run: the training request's :data:`~hope.models.registry.RUN_KEY`.
+        decide: decides whether the kept version serves (:class:`~hope.models.promotion.PromotionJudge`).
     """
 
     def __init__(
@@ -61,6 +76,8 @@ class ProgressAndPublish:
         started_by: str,
         training_data: list[str],
         params: dict[str, Any],
+        run: str,
+        decide: Callable[[str, Path], Promotion],
     ) -> None:
         self.stats_path = stats_path
         self.registry = registry
@@ -71,6 +88,8 @@ class ProgressAndPublish:
         self.started_by = started_by
         self.training_data = training_data
         self.params = params
+        self.run = run
+        self.decide = decide
         self.history: list[dict[str, Any]] = []
 
     def attach(self) -> None:
@@ -98,7 +117,7 @@ class ProgressAndPublish:
         logger.info(f"epoch {self.trainer.state.epoch}/{self.trainer.state.max_epochs} loss={loss:.4f} {dice}")
 
     def publish(self, _engine: Engine) -> None:
-        """Keep the best checkpoint of this run as a new model version."""
+        """Keep the best checkpoint of this run as a new model version, with the decision on whether it serves."""
         if not self.best_checkpoint.exists():
             raise FileNotFoundError(f"training finished without a checkpoint at {self.best_checkpoint}")
         version = self.registry.add(
@@ -107,7 +126,8 @@ class ProgressAndPublish:
             metrics=self._metrics(),
             training_data=self.training_data,
             params=self.params,
+            run=self.run,
+            decide=self.decide,
         )
-        logger.info(
-            f"kept model {version.version} (score {version.score:.3f}); serving {self.registry.served_version()}"
-        )
+        reason = version.promotion.reason if version.promotion is not None else "kept without a decision."
+        logger.info(f"kept model {version.version}: {reason} Serving {self.registry.served_version()}.")

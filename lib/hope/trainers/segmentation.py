@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -19,18 +20,26 @@ from monailabel.tasks.train.basic_train import BasicTrainTask, Context
 from monailabel.tasks.train.utils import region_wise_metrics
 
 from hope.config import TaskDefinition
-from hope.models.registry import ModelRegistry
+from hope.models.evaluation import FrozenSetScorer
+from hope.models.promotion import PromotionJudge
+from hope.models.registry import RUN_KEY, ModelRegistry
+from hope.models.validation_set import DataItem, FrozenValidationSet, label_ref
 from hope.trainers.publish import LossGuard, ProgressAndPublish
 from hope.transforms import train_transforms, val_transforms
 
 logger = logging.getLogger(__name__)
 
 TRAIN_PARAMS = ("max_epochs", "val_split", "learning_rate", "early_stop_patience", "train_batch_size", "gpus")
+#: The request key :meth:`SegmentationTrainer.pre_process` puts the frozen validation set's current cases under.
+FROZEN_KEY = "frozen_validation"
 
 
 class SegmentationTrainer(BasicTrainTask):
-    """Fine-tunes the served model on the task's final labels read back from the store.
+    """Fine-tunes the served model on the task's final labels read back from the store, except those of its frozen
+    validation set (:mod:`hope.models.validation_set`); a run's ``val_split`` is drawn from the others.
 
+    A finished run's version serves only when it is not worse on the frozen set than the version serving
+    (:mod:`hope.models.promotion`).
     Trains on CUDA when a GPU is present (with AMP when the task's profile asks for it), otherwise on the CPU; the
     profile's ``training.dataset`` says whether pre-processed cases are cached between epochs. Experiment tracking
     is off on purpose: progress goes to ``GET /train/`` and ``train_stats.json``, and MLflow's file store is not used.
@@ -135,6 +144,7 @@ class SegmentationTrainer(BasicTrainTask):
         """Replace the stock publisher: report every epoch, publish only a completed run, guard the loss."""
         if context.local_rank == 0:
             params = {k: context.request.get(k) for k in TRAIN_PARAMS if k in context.request}
+            frozen = context.request[FROZEN_KEY]
             ProgressAndPublish(
                 stats_path=Path(self._stats_path),
                 registry=self.registry,
@@ -143,22 +153,41 @@ class SegmentationTrainer(BasicTrainTask):
                 trainer=context.trainer,
                 evaluator=context.evaluator,
                 started_by=str(context.request.get("started_by", "unknown")),
-                training_data=[str(d.get("seg", d["label"])) for d in context.datalist],
+                training_data=[label_ref(d) for d in context.datalist],
                 params=params,
+                run=str(context.request.get(RUN_KEY, "")),
+                decide=PromotionJudge(self.registry, self.task.training.validation, frozen,
+                                      self.frozen_scorer(context, frozen)),
             ).attach()
         LossGuard().attach(context.trainer)
 
+    def frozen_scorer(self, context: Context, cases: list[DataItem]) -> FrozenSetScorer:
+        """Scores weights on ``cases`` as this trainer validates, with a copy of the run's network; Dice is
+        reported for each structure the cases' labels hold."""
+        present = {name for case in cases for name in label_structures(case["label"], self.task.labels)}
+        return FrozenSetScorer(
+            network=copy.deepcopy(context.network), cases=cases, transforms=self.val_pre_transforms(context),
+            inferer=self.val_inferer(context), post_transforms=self.val_post_transforms(context),
+            labels={name: value for name, value in self.task.labels.items() if name in present}, device=context.device,
+        )
+
     def pre_process(self, request: dict[str, Any], datastore: Datastore) -> list[dict[str, Any]]:
-        """The final labels of the store this task trains on; fail with a clear reason when there are none."""
+        """The final labels of the store this task trains on, less the frozen validation set's (which go to
+        ``request[FROZEN_KEY]``); fail with a clear reason when none is left."""
         datalist, skipped = training_cases(datastore.datalist(), self.task)
-        if not datalist:
+        trained = {ref for version in self.registry.versions() for ref in version.training_data}
+        split = FrozenValidationSet(self.registry.validation_dir, self.task.training.validation).partition(
+            datalist, trained)
+        if not split.training:
             raise ValueError(
-                f"no final labels to train {self.task.name} on ({len(skipped)} lesion-only label(s) skipped): save "
-                "at least one label with tag 'final' that shows the task's structures first"
+                f"no final labels to train {self.task.name} on ({len(skipped)} lesion-only label(s) skipped, "
+                f"{len(split.frozen)} in the frozen validation set): save at least one label with tag 'final' that "
+                "shows the task's structures first"
             )
-        logger.info(f"training {self.task.name} on {len(datalist)} labelled series ({len(skipped)} lesion-only "
-                    "labels skipped)")
-        return datalist
+        logger.info(f"training {self.task.name} on {len(split.training)} labelled series ({len(split.frozen)} in "
+                    f"the frozen validation set, {len(skipped)} lesion-only labels skipped)")
+        request[FROZEN_KEY] = split.frozen
+        return split.training
 
 
 def label_structures(path: str, labels: Mapping[str, int]) -> list[str]:
@@ -169,8 +198,13 @@ def label_structures(path: str, labels: Mapping[str, int]) -> list[str]:
 
 def training_cases(datalist: list[dict[str, Any]], task: TaskDefinition
                    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Split image/label pairs into those ``task`` trains on and those it skips (:meth:`TaskDefinition.trains_on`)."""
+    """Split image/label pairs into those ``task`` trains on and those it skips (:meth:`TaskDefinition.trains_on`).
+
+    Pairs of another modality (an item's ``modality``, when it has one) are neither: their labels are another task's.
+    """
     kept, skipped = [], []
     for item in datalist:
+        if item.get("modality") not in (None, *task.modalities):
+            continue
         (kept if task.trains_on(label_structures(item["label"], task.labels)) else skipped).append(item)
     return kept, skipped
