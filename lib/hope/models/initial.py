@@ -19,6 +19,9 @@ from hope.models.registry import ModelRegistry
 
 logger = logging.getLogger(__name__)
 
+#: The seed of a task's untrained first version (and of the untrained baselines the benchmarks compare with).
+UNTRAINED_SEED = 0
+
 
 def ensure_first_version(
     registry: ModelRegistry,
@@ -48,7 +51,7 @@ def ensure_first_version(
                          note=shipped_note)
             logger.info(f"{registry.task}: kept the shipped pretrained model {shipped} as the first version")
         else:
-            torch.manual_seed(0)
+            torch.manual_seed(UNTRAINED_SEED)
             with tempfile.TemporaryDirectory() as tmp:
                 weights = Path(tmp) / "model.pt"
                 write_untrained(weights)

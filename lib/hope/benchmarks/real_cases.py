@@ -1,0 +1,178 @@
+"""The labelled real scans of the shared data folder (``../shared/data``), for the real-data benchmarks.
+
+Each :class:`RealScan` names an image (a file, or a DICOM series folder), its modality and contrast, the patient it
+comes from (so that pairs can be kept cross-patient) and its reference structures: a label file of the case folder
+and the values that form each structure. A structure has a *kind* (:func:`label_kind`: ``vertebra``, ``disc``,
+``cord``, ``canal``). One named after its kind is the union of every level the reference has (TotalSegmentator's
+vertebrae T11-L2 as "any vertebra"); one named like a task label (``C5``, ``disc_C5_C6``) is that level alone.
+
+The scans are few and small, and none has a tumour label (``shared/README.md``): the phantoms stand in for tumours.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import SimpleITK as sitk
+
+from hope.dicom.volume import grid_mismatch, read_series
+
+
+def label_kind(name: str) -> str:
+    """The kind of a structure or task label name: ``vertebra`` for a vertebral level (``C5``, ``T12``), ``disc`` for
+    ``disc_*``, else the name itself (``cord``, ``canal``, ``spinal_canal``, ``tumor``)."""
+    if re.fullmatch(r"[CTLS]\d{1,2}", name):
+        return "vertebra"
+    if name.startswith("disc_"):
+        return "disc"
+    return name
+
+
+@dataclass(frozen=True)
+class Structure:
+    """A reference structure: its ``name`` (its kind for a union of levels), the ``label`` file of the case folder
+    and the ``values`` of that file that form it."""
+
+    name: str
+    label: str
+    values: tuple[int, ...]
+
+    @property
+    def kind(self) -> str:
+        """``vertebra``, ``disc``, ``cord``, ``canal``... (see :func:`label_kind`)."""
+        return label_kind(self.name)
+
+
+@dataclass(frozen=True)
+class RealScan:
+    """A real scan of the shared data folder and its reference structures."""
+
+    name: str
+    folder: str
+    image: str  # a file of the folder, or a DICOM series sub-folder
+    modality: Literal["CT", "MR"]
+    contrast: str  # CT, T1 or T2
+    patient: str
+    structures: tuple[Structure, ...]
+    source: str
+
+    def kinds(self) -> set[str]:
+        """The structure kinds the reference has."""
+        return {s.kind for s in self.structures}
+
+
+def _totalseg_values(data_dir: Path, folder: str, pattern: str) -> tuple[int, ...]:
+    """The values of the case's ``labels.json`` whose TotalSegmentator name matches ``pattern`` (whole name)."""
+    labels = json.loads((data_dir / folder / "labels.json").read_text())
+    values = tuple(sorted(int(v) for v, name in labels.items() if re.fullmatch(pattern, name)))
+    if not values:
+        raise ValueError(f"{data_dir / folder / 'labels.json'} names no structure matching {pattern!r}")
+    return values
+
+
+def real_scans(data_dir: Path) -> tuple[RealScan, ...]:
+    """The labelled real scans of ``data_dir`` (``shared/data``) with a spine structure: vertebrae, discs, the cord
+    or the CSF space of the canal.
+
+    The two CTs are of two patients (TotalSegmentator's CC BY 4.0 3 mm CT, and the Siemens Biograph DICOM series
+    with patient id ``TOTALSEG_EXAMPLE``: other body habitus, arms down, other table). The abdominal MR is
+    T1-weighted by its look (fat bright, CSF and fluid dark, spleen darker than liver, India-ink edges of an
+    opposed-phase gradient echo); it has no header to confirm it.
+    """
+    ct, mr = "ct-abdomen-totalseg", "mr-abdomen-totalseg"
+    tpt = "mr-cervical-spine-tptbox"
+    vert, subreg = "sub-mri_seg-vert_label-6_msk.nii.gz", "sub-mri_seg-subreg_label-6_msk.nii.gz"
+    totalseg_note = "TotalSegmentator test data; labels are TotalSegmentator model output"
+    return (
+        RealScan("ct-3mm", ct, "ct_3mm.nii.gz", "CT", "CT", "totalseg-dataset-ct", (
+            Structure("vertebra", "ct_3mm_seg.nii.gz", _totalseg_values(data_dir, ct, r"vertebrae_.*")),
+            Structure("cord", "ct_3mm_seg.nii.gz", _totalseg_values(data_dir, ct, "spinal_cord")),
+        ), f"{totalseg_note} (vertebrae T11-L2)"),
+        RealScan("ct-dicom", ct, "dicom", "CT", "CT", "TOTALSEG_EXAMPLE", (
+            Structure("vertebra", "dicom_seg.nii.gz", _totalseg_values(data_dir, ct, r"vertebrae_.*")),
+            Structure("cord", "dicom_seg.nii.gz", _totalseg_values(data_dir, ct, "spinal_cord")),
+        ), f"{totalseg_note} (vertebrae T11-T12); JPEG 2000 DICOM series"),
+        RealScan("mr-t2-cord", "mr-cervical-cord", "t2.nii.gz", "MR", "T2", "sct-testing-t2", (
+            Structure("cord", "t2_seg-manual.nii.gz", (1,)),
+        ), "Spinal Cord Toolbox testing data; manual cord mask"),
+        RealScan("mr-t2-tptbox", tpt, "sub-mri_label-6_T2w.nii.gz", "MR", "T2", "tptbox-sub-mri", (
+            *(Structure(f"C{v}", vert, (v, 200 + v)) for v in (5, 6, 7)),  # 200 + v: the endplates of vertebra v
+            Structure("disc_C5_C6", vert, (105,)),
+            Structure("disc_C6_C7", vert, (106,)),
+            Structure("cord", subreg, (60,)),
+            Structure("canal", subreg, (61,)),
+        ), "TPTBox test data; labelled C5-C7 but lumbar-sized anatomy"),
+        RealScan("mr-t1-abdomen", mr, "mr_3mm.nii.gz", "MR", "T1", "totalseg-mr", (
+            Structure("vertebra", "mr_3mm_seg.nii.gz", _totalseg_values(data_dir, mr, "vertebrae")),
+            Structure("disc", "mr_3mm_seg.nii.gz", _totalseg_values(data_dir, mr, "intervertebral_discs")),
+            Structure("cord", "mr_3mm_seg.nii.gz", _totalseg_values(data_dir, mr, "spinal_cord")),
+        ), f"{totalseg_note} (thoracolumbar vertebrae and discs)"),
+    )
+
+
+@dataclass(frozen=True)
+class LoadedScan:
+    """A real scan's image and its reference ``masks`` (structure name -> ``(z, y, x)`` bool array on the image's
+    grid; structures absent from the label are left out)."""
+
+    scan: RealScan
+    image: sitk.Image
+    masks: Mapping[str, np.ndarray]
+
+    def kind_mask(self, kind: str) -> np.ndarray | None:
+        """The union of the masks of ``kind`` (every vertebra, every disc...), ``None`` when there is none."""
+        masks = [m for name, m in self.masks.items() if label_kind(name) == kind]
+        return np.logical_or.reduce(masks) if masks else None
+
+
+def _read_image(path: Path) -> sitk.Image:
+    return read_series(path) if path.is_dir() else sitk.ReadImage(str(path))
+
+
+def _on_grid(label: sitk.Image, image: sitk.Image) -> sitk.Image:
+    """``label`` on ``image``'s voxel grid: as is when it already lies on it, else resampled (nearest neighbour)."""
+    if grid_mismatch(image, label) is None:
+        return label
+    return sitk.Resample(label, image, sitk.Transform(), sitk.sitkNearestNeighbor, 0, label.GetPixelID())
+
+
+def load_scan(scan: RealScan, data_dir: Path) -> LoadedScan:
+    """Read ``scan``'s image and its structures' masks from ``data_dir``."""
+    folder = data_dir / scan.folder
+    image = _read_image(folder / scan.image)
+    labels: dict[str, np.ndarray] = {}
+    masks = {}
+    for structure in scan.structures:
+        if structure.label not in labels:
+            labels[structure.label] = sitk.GetArrayFromImage(_on_grid(sitk.ReadImage(str(folder / structure.label)),
+                                                                      image))
+        mask = np.isin(labels[structure.label], structure.values)
+        if mask.any():
+            masks[structure.name] = mask
+    return LoadedScan(scan, image, masks)
+
+
+def load_scans(data_dir: Path, names: set[str] | None = None) -> list[LoadedScan]:
+    """Every scan of :func:`real_scans` (only those named in ``names`` when given), loaded."""
+    if not data_dir.is_dir():
+        raise FileNotFoundError(f"shared data folder {data_dir} is missing (pass --shared DIR)")
+    return [load_scan(s, data_dir) for s in real_scans(data_dir) if names is None or s.name in names]
+
+
+def crop_to_structures(loaded: LoadedScan, margin_mm: float) -> LoadedScan:
+    """``loaded`` cut to the bounding box of all its structures, ``margin_mm`` wider on each side (within the image)."""
+    union = np.logical_or.reduce(list(loaded.masks.values()))
+    spacing_zyx = loaded.image.GetSpacing()[::-1]
+    bounds = []
+    for axis, (n, spacing) in enumerate(zip(union.shape, spacing_zyx, strict=True)):
+        present = np.flatnonzero(union.any(axis=tuple(a for a in range(3) if a != axis)))
+        margin = int(np.ceil(margin_mm / spacing))
+        bounds.append(slice(max(0, int(present[0]) - margin), min(n, int(present[-1]) + 1 + margin)))
+    z, y, x = bounds
+    return LoadedScan(loaded.scan, loaded.image[x, y, z], {name: m[z, y, x] for name, m in loaded.masks.items()})
