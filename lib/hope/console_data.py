@@ -6,7 +6,9 @@
 * the team: labels per annotator, rejections, time from suggestion to final and the Dice of the final label
   against the suggestion it started from (:func:`team_stats`, from the audit log and the review book);
 * active learning: the distribution of each score (:func:`score_distribution`);
-* rare tumour types: case records and labelled (support) cases per type (:func:`support_per_type`).
+* rare tumour types: case records and labelled (support) cases per type (:func:`support_per_type`);
+* measurements: HOPE's measurement reports (DICOM SR) of a series, the newest chosen (:func:`newest_report`) and
+  read (:func:`report_answer`), and why a series has none (:func:`no_report_reason`).
 """
 
 from __future__ import annotations
@@ -18,8 +20,15 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
+from pydicom.dataset import Dataset
+from pydicom.uid import SegmentationStorage
+from pydicom.valuerep import DA, TM
+
 from hope.activelearning.scores import SeriesScores
 from hope.audit import AuditAction, AuditEntry
+from hope.datastore.measurement_reports import REPORT_DESCRIPTION, SR_SERIES_NUMBER
+from hope.dicom.sr import sr_to_measurements
+from hope.measure.spine import DISC_LABELS, VERTEBRAE
 from hope.review import ReviewState, Submission
 
 FLAGGED, FINAL = "flagged", "final"
@@ -246,3 +255,91 @@ def support_per_type(cases: Iterable[CaseLike], labelled_studies: Collection[str
         entry["cases"] += 1
         entry["support"] += int(case.study_uid in labelled_studies)
     return dict(sorted(out.items()))
+
+
+#: Why a structure missing from a report was not measured: the report does not say.
+NOT_REPORTED = "not measured (the report does not keep why)"
+#: Every level :func:`hope.measure.spine.measure_spine` may report, cranial first: C1, C2, C2/C3, ..., C7, C7/T1.
+LEVELS: tuple[str, ...] = tuple(
+    level for vertebra in VERTEBRAE for level in (vertebra, *(d for d in DISC_LABELS if d.startswith(f"{vertebra}/")))
+)
+
+
+def is_measurement_report(series: Dataset) -> bool:
+    """Whether an SR series, as QIDO-RS lists it, is one of HOPE's measurement reports (by its SeriesNumber and the
+    beginning of its SeriesDescription)."""
+    return (series.get("SeriesNumber") == SR_SERIES_NUMBER
+            and str(series.get("SeriesDescription", "")).startswith(REPORT_DESCRIPTION))
+
+
+def evidence(sr: Dataset) -> dict[str, set[str]]:
+    """Series UID -> the SOP Class UIDs of its instances that the SR's CurrentRequestedProcedureEvidenceSequence
+    lists."""
+    found: dict[str, set[str]] = defaultdict(set)
+    for study in sr.get("CurrentRequestedProcedureEvidenceSequence", []):
+        for series in study.get("ReferencedSeriesSequence", []):
+            found[str(series.SeriesInstanceUID)].update(
+                str(item.ReferencedSOPClassUID) for item in series.get("ReferencedSOPSequence", []))
+    return dict(found)
+
+
+def created(sr: Dataset) -> str | None:
+    """When the SR was made (its ContentDate and ContentTime, the writer's local time) as ISO 8601 to the second;
+    ``None`` when either is missing or malformed."""
+    try:
+        return datetime.combine(DA(sr.ContentDate), TM(sr.ContentTime)).isoformat(timespec="seconds")
+    except (AttributeError, TypeError, ValueError):
+        return None
+
+
+def newest_report(series_uid: str, reports: Iterable[Dataset]) -> Dataset | None:
+    """The newest (by :func:`created`) of ``reports`` whose evidence lists the image series ``series_uid``."""
+    mine = [sr for sr in reports if series_uid in evidence(sr)]
+    return max(mine, key=lambda sr: (created(sr) or "", str(sr.SeriesInstanceUID)), default=None)
+
+
+def not_reported(measurements: Mapping[str, Any]) -> dict[str, str]:
+    """What a report read by :func:`hope.dicom.sr.sr_to_measurements` lacks, keyed as
+    ``SpineMeasurements.skipped``: a level (``C1``, ``C4/C5``), ``disc <level>``, ``cobb_c2_c7``."""
+    levels = {level["level"] for level in measurements["levels"]}
+    discs = {disc["disc"] for disc in measurements["discs"]}
+    missing = {level: NOT_REPORTED for level in LEVELS if level not in levels}
+    missing |= {f"disc {disc}": NOT_REPORTED for disc in DISC_LABELS if disc not in discs}
+    if measurements["cobb_c2_c7_deg"] is None:
+        missing["cobb_c2_c7"] = NOT_REPORTED
+    return missing
+
+
+def report_answer(series_uid: str, sr: Dataset) -> dict[str, Any]:
+    """What ``GET /hope/measurements/{series_uid}`` answers for the report ``sr``: the image series, the report's
+    series, the SEG series it measured, when it was made, and its numbers shaped like
+    ``SpineMeasurements.as_dict()`` (``skipped``: what the report lacks, :func:`not_reported`).
+
+    Raises:
+        ValueError: a measurement's unit is not the one HOPE writes (not a report HOPE wrote).
+    """
+    segs = sorted(uid for uid, classes in evidence(sr).items() if SegmentationStorage in classes)
+    measurements = sr_to_measurements(sr)
+    return {
+        "series_uid": series_uid,
+        "sr_series_uid": str(sr.SeriesInstanceUID),
+        "seg_series_uid": segs[0] if segs else None,
+        "created": created(sr),
+        "measurements": {**measurements, "skipped": not_reported(measurements)},
+    }
+
+
+def no_report_reason(series_uid: str, modality: str, measured: Collection[str]) -> str:
+    """Why the series has no measurement report, and what to do about it.
+
+    Args:
+        series_uid: the image series.
+        modality: its modality.
+        measured: the modalities whose labels are measured (their task has ``measurements: spine``).
+    """
+    if modality in measured:
+        return (f"series {series_uid} has no measurement report yet: save a final label of this {modality} series "
+                "to get one")
+    kinds = f"{', '.join(sorted(measured))} series only" if measured else "nothing (no task has measurements)"
+    return (f"series {series_uid} has no measurement report: it is {modality or 'of no modality'}, and HOPE "
+            f"measures {kinds}")

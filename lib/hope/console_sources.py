@@ -2,7 +2,8 @@
 :mod:`hope.console_data`. No HTTP here; the routes are :mod:`hope.api.console`.
 
 Each method answers one panel of the console and reads only what that panel needs, so a page with 10,000 series
-never loads them all into the browser: series come a page at a time (:meth:`ConsoleSources.series`).
+never loads them all into the browser: series come a page at a time (:meth:`ConsoleSources.series`). A series'
+measurements are read from the store when asked for (:meth:`ConsoleSources.measurements`).
 """
 
 from __future__ import annotations
@@ -13,6 +14,10 @@ from dataclasses import asdict, dataclass
 from typing import Any
 from urllib.parse import quote
 
+import requests
+from dicomweb_client import DICOMwebClient
+from pydicom.dataset import Dataset
+
 from hope.activelearning import LeaseBook, ScoreStore
 from hope.audit import AuditAction, AuditEntry, AuditLog
 from hope.audit.log import MAX_LIMIT
@@ -20,8 +25,12 @@ from hope.cases import CaseRepository
 from hope.console_data import (
     SeriesRow,
     classify,
+    is_measurement_report,
     new_final_labels,
+    newest_report,
+    no_report_reason,
     page,
+    report_answer,
     saved_labels,
     score_distribution,
     state_counts,
@@ -31,6 +40,7 @@ from hope.console_data import (
 from hope.datastore.gateway import OrthancGateway
 from hope.datastore.orthanc import OrthancDatastore
 from hope.datastore.results import ResultStore
+from hope.datastore.seg_index import SeriesRecord
 from hope.errors import ConflictError, HopeError, NotFoundError, StoreError
 from hope.models.registry import ModelRegistry
 from hope.review import ReviewBook, ReviewState
@@ -58,6 +68,7 @@ class ConsoleSources:
     cases: Callable[[], CaseRepository] | None = None
     results: ResultStore | None = None
     result_tasks: Collection[str] = ()
+    measured: Collection[str] = ()  # the modalities whose labels are measured (a task with measurements)
 
     # ------------------------------------------------------------------------------------------------ data
     def _rows(self) -> list[SeriesRow]:
@@ -93,9 +104,11 @@ class ConsoleSources:
         }
 
     def series(self, state: str | None, modality: str | None, limit: int, offset: int) -> dict[str, Any]:
-        """One page of series (newest first) matching ``state`` and ``modality``, and how many match."""
+        """One page of series (newest first) matching ``state`` and ``modality``, how many match, and the modalities
+        whose labels are measured."""
         found = page(self._rows(), state, modality, limit, offset)
-        return {"total": found.total, "offset": found.offset, "items": [asdict(row) for row in found.items]}
+        return {"total": found.total, "offset": found.offset, "items": [asdict(row) for row in found.items],
+                "measured_modalities": sorted(self.measured)}
 
     # ------------------------------------------------------------------------------------------------ team
     def _label_entries(self) -> list[AuditEntry]:
@@ -202,3 +215,48 @@ class ConsoleSources:
             if kept is not None:
                 found[task] = kept
         return found
+
+    # ------------------------------------------------------------------------------------------- measurements
+    def measurements(self, series_uid: str) -> dict[str, Any]:
+        """The spine measurements of the newest HOPE measurement report (a DICOM SR in the series' study) whose
+        evidence lists the image series ``series_uid``: QIDO-RS finds the series' study and the SRs in it, WADO-RS
+        reads HOPE's (:func:`hope.console_data.report_answer` gives the answer's shape).
+
+        Raises:
+            NotFoundError: the store is not Orthanc, has no such series, or the series has no report (with why).
+            StoreError: Orthanc could not be asked, or the report is not one HOPE can read.
+        """
+        if self.gateway is None:
+            raise NotFoundError("this server's store is a local folder, not Orthanc: it keeps no measurement reports")
+        client = self.gateway.dicomweb()
+        try:
+            series = self._image_series(client, series_uid)
+            reports = self._reports(client, series.study_uid)
+        except requests.RequestException as exc:
+            raise StoreError(f"cannot read the measurement reports of series {series_uid} in the DICOM store: "
+                             f"{exc}") from exc
+        newest = newest_report(series_uid, reports)
+        if newest is None:
+            raise NotFoundError(no_report_reason(series_uid, series.modality, self.measured))
+        try:
+            return report_answer(series_uid, newest)
+        except ValueError as exc:
+            raise StoreError(f"the measurement report {newest.SeriesInstanceUID} of series {series_uid} cannot be "
+                             f"read: {exc}") from exc
+
+    @staticmethod
+    def _image_series(client: DICOMwebClient, series_uid: str) -> SeriesRecord:
+        found = client.search_for_series(search_filters={"SeriesInstanceUID": series_uid}, fields=["Modality"])
+        record = next((r for r in map(SeriesRecord.from_qido, found) if r.uid == series_uid), None)
+        if record is None:
+            raise NotFoundError(f"series {series_uid} is not in the DICOM store")
+        return record
+
+    @staticmethod
+    def _reports(client: DICOMwebClient, study_uid: str) -> list[Dataset]:
+        """Every instance of HOPE's measurement reports in the study."""
+        listed = client.search_for_series(study_uid, search_filters={"Modality": "SR"},
+                                          fields=["SeriesNumber", "SeriesDescription"], get_remaining=True)
+        reports = [Dataset.from_json(item) for item in listed]
+        return [sr for series in reports if is_measurement_report(series)
+                for sr in client.retrieve_series(study_uid, str(series.SeriesInstanceUID))]

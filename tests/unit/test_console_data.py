@@ -2,28 +2,46 @@
 
 from __future__ import annotations
 
+import copy
+import re
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import numpy as np
 import pytest
+from pydicom.dataset import Dataset
 
 from hope.activelearning import SeriesScores
 from hope.audit import AuditAction, AuditLog
 from hope.console_data import (
+    LEVELS,
+    NOT_REPORTED,
     STATES,
     classify,
+    created,
     histogram,
+    is_measurement_report,
     new_final_labels,
+    newest_report,
+    no_report_reason,
     page,
+    report_answer,
     saved_labels,
     score_distribution,
     state_counts,
     support_per_type,
     team_stats,
 )
+from hope.datastore.measurement_reports import SR_SERIES_NUMBER
+from hope.dicom.seg import label_to_seg
+from hope.dicom.series_writer import new_identity, volume_to_datasets
+from hope.dicom.sr import measurements_to_sr
+from hope.measure import SpineMeasurements, measure_spine
 from hope.review import ReviewBook, ReviewState
+from tests.unit.test_spine_measurements import LABELS
+from tests.unit.test_sr import SHAPE, SPACING, spine_label, written
 
 
 @dataclass(frozen=True)
@@ -148,3 +166,90 @@ def test_support_cases_per_type_are_case_records_whose_study_is_labelled() -> No
     cases = [Case("1", "chordoma"), Case("2", "chordoma"), Case("3", "hemangioma")]
     assert support_per_type(cases, {"1", "3", "7"}) == {"chordoma": {"cases": 2, "support": 1},
                                                          "hemangioma": {"cases": 1, "support": 1}}
+
+
+@dataclass(frozen=True)
+class Report:
+    """A measurement report as HOPE stores it, with the measurements it was written from."""
+
+    measurements: SpineMeasurements
+    image_uid: str
+    seg_uid: str
+    sr: Dataset
+
+
+@pytest.fixture(scope="module")
+def report() -> Report:
+    label = spine_label()
+    sources = volume_to_datasets(np.zeros(SHAPE, dtype=np.int16), SPACING, new_identity("CONSOLE-SR"))
+    seg = label_to_seg(label, sources, LABELS)
+    measurements = measure_spine(label, LABELS, SPACING)
+    sr = measurements_to_sr(measurements, sources, seg, series_description="HOPE measurements of a label")
+    stored = written(sr)  # as WADO-RS answers it
+    stored.filename = None  # read from a buffer, which copies of it cannot keep
+    return Report(measurements, str(sources[0].SeriesInstanceUID), str(seg.SeriesInstanceUID), stored)
+
+
+def _at(sr: Dataset, date: str, time_of_day: str) -> Dataset:
+    moved = copy.deepcopy(sr)
+    moved.ContentDate, moved.ContentTime = date, time_of_day
+    moved.SeriesInstanceUID = f"2.25.{date}{time_of_day.replace('.', '')}"
+    return moved
+
+
+def test_hope_measurement_reports_are_known_by_series_number_and_description() -> None:
+    def series(number: int | None, description: str | None) -> Dataset:
+        found = Dataset()
+        if number is not None:
+            found.SeriesNumber = number
+        if description is not None:
+            found.SeriesDescription = description
+        return found
+
+    assert is_measurement_report(series(SR_SERIES_NUMBER, "HOPE measurements of spine_mr label"))
+    assert not is_measurement_report(series(SR_SERIES_NUMBER, "Radiologist's report"))
+    assert not is_measurement_report(series(1, "HOPE measurements of spine_mr label"))
+    assert not is_measurement_report(series(None, None))
+
+
+def test_the_answer_holds_the_report_its_seg_and_what_measuring_skipped(report: Report) -> None:
+    answer = report_answer(report.image_uid, report.sr)
+    assert answer["series_uid"] == report.image_uid
+    assert answer["sr_series_uid"] == str(report.sr.SeriesInstanceUID)
+    assert answer["seg_series_uid"] == report.seg_uid
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d", answer["created"])
+    stored, expected = answer["measurements"], report.measurements.as_dict()
+    assert [level["level"] for level in stored["levels"]] == [level["level"] for level in expected["levels"]]
+    assert stored["levels"][0]["canal_area_mm2"] == pytest.approx(expected["levels"][0]["canal_area_mm2"])
+    assert [(d["disc"], pytest.approx(d["height_mm"])) for d in expected["discs"]] == [
+        (d["disc"], d["height_mm"]) for d in stored["discs"]]
+    assert stored["cobb_c2_c7_deg"] == pytest.approx(expected["cobb_c2_c7_deg"])
+    assert set(stored["skipped"]) == set(expected["skipped"]), "the report lacks exactly what measuring skipped"
+    assert set(stored["skipped"].values()) == {NOT_REPORTED}
+
+
+def test_levels_run_cranial_first_with_each_disc_level_below_its_vertebra() -> None:
+    assert LEVELS[:4] == ("C1", "C2", "C2/C3", "C3") and LEVELS[-2:] == ("C7", "C7/T1") and len(LEVELS) == 13
+
+
+def test_the_newest_report_of_the_series_is_chosen(report: Report) -> None:
+    older, newer = _at(report.sr, "20240501", "120000"), _at(report.sr, "20240501", "130000.5")
+    other = _at(report.sr, "20250101", "000000")
+    for study in other.CurrentRequestedProcedureEvidenceSequence:
+        for series in study.ReferencedSeriesSequence:
+            if series.SeriesInstanceUID == report.image_uid:
+                series.SeriesInstanceUID = "2.25.99"
+    assert newest_report(report.image_uid, [older, newer, other]) is newer
+    assert newest_report("2.25.99", [older, newer, other]) is other
+    assert newest_report("2.25.1", [older, newer]) is None
+    assert created(newer) == "2024-05-01T13:00:00"
+    del newer.ContentTime
+    assert created(newer) is None
+
+
+def test_why_a_series_has_no_report() -> None:
+    assert no_report_reason("1.2", "MR", {"MR"}) == (
+        "series 1.2 has no measurement report yet: save a final label of this MR series to get one")
+    assert no_report_reason("1.3", "CT", {"MR"}) == (
+        "series 1.3 has no measurement report: it is CT, and HOPE measures MR series only")
+    assert "no task has measurements" in no_report_reason("1.3", "MR", set())

@@ -1,7 +1,8 @@
 """The web console for admins and reviewers: its page (``/console/``) and the JSON it reads (``/hope/console/...``).
 
 The page is static HTML, CSS and JavaScript modules kept in ``lib/hope/console/`` (no build step). It reads the
-endpoints below and HOPE's existing API; every change it makes goes through the same routes as curl
+endpoints below and HOPE's existing API (its Measurements panel: ``GET /hope/measurements/{series_uid}``,
+:mod:`hope.api.measurements`); every change it makes goes through the same routes as curl
 (``POST /train/{model}``, ``PUT /hope/models/{task}/pin``, ``PUT /hope/retrain``, ``POST /cases/import``, ...).
 
 * ``GET /hope/console/overview``: series per modality and state, models per task, retraining;

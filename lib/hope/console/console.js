@@ -1,6 +1,7 @@
 // The HOPE console: reads the live server and acts through the same API as curl. The server enforces every role;
 // the page only hides what the signed-in role may not do.
 import { ApiError, ROLES, call, el, fillTable, fmt } from "/console/api.js";
+import { REPORTED_STATES, measurementsView } from "/console/measurements.js";
 
 const PAGE = 25;
 const $ = (id) => document.getElementById(id);
@@ -82,13 +83,36 @@ async function seriesPage() {
   if ($("series-state").value) query.set("state", $("series-state").value);
   if ($("series-modality").value) query.set("modality", $("series-modality").value);
   const page = await call("GET", `/hope/console/series?${query}`);
-  fillTable($("series"), ["Series", "Modality", "Date", "State", "Why flagged", "Suggestion by", "Open study"],
-    page.items.map((s) => [s.series_uid, s.modality, s.date, s.state, s.reasons.join("; ") || "–",
-      s.suggestion_version, ohifLinks(s.study_uid)]));
+  const measured = (s) => page.measured_modalities.includes(s.modality) && REPORTED_STATES.includes(s.state);
+  fillTable($("series"), ["Series", "Modality", "Date", "State", "Why flagged", "Suggestion by", "Open study",
+    "Measurements"],
+  page.items.map((s) => [s.series_uid, s.modality, s.date, s.state, s.reasons.join("; ") || "–",
+    s.suggestion_version, ohifLinks(s.study_uid),
+    measured(s) ? el("button", { type: "button", text: "Measurements", "aria-label": `Measurements of series `
+      + s.series_uid, onclick: () => openMeasurements(s.series_uid) }) : "–"]));
   const last = Math.min(page.offset + page.items.length, page.total);
   $("series-range").textContent = page.total ? `${page.offset + 1}–${last} of ${page.total}` : "no series";
   $("series-prev").disabled = page.offset === 0;
   $("series-next").disabled = last >= page.total;
+}
+
+// ---------------------------------------------------------------------------------------------- measurements
+/** Show a series' measurements in the panel (HOPE's reason when it has none). */
+async function showMeasurements(series) {
+  const out = $("measurement-report");
+  out.replaceChildren(el("p", { text: `Reading the measurement report of series ${series}…` }));
+  try {
+    out.replaceChildren(...measurementsView(await call("GET", `/hope/measurements/${encodeURIComponent(series)}`)));
+  } catch (error) {
+    out.replaceChildren(el("p", { class: "error", role: "alert",
+      text: `No measurements: ${error instanceof ApiError ? `HTTP ${error.status}: ` : ""}${error.message}` }));
+  }
+}
+
+function openMeasurements(series) {
+  $("measurement-series").value = series;
+  $("measurements").scrollIntoView();
+  return showMeasurements(series);
 }
 
 // -------------------------------------------------------------------------------------------------- models
@@ -329,6 +353,10 @@ function wire() {
     return "Training stopped; the serving model stays as it was.";
   }));
   $("import-form").addEventListener("submit", importCases);
+  $("measurement-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    showMeasurements($("measurement-series").value.trim());
+  });
 }
 
 async function refresh() {

@@ -11,6 +11,7 @@ import logging
 import threading
 from collections.abc import Callable, Collection, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from datetime import datetime
 from typing import Any
 
 import requests
@@ -24,6 +25,8 @@ from hope.measure import measure_label_image
 logger = logging.getLogger(__name__)
 
 SR_SERIES_NUMBER = 301
+#: Every report's SeriesDescription starts so (then names the label measured).
+REPORT_DESCRIPTION = "HOPE measurements"
 
 
 class MeasurementReports:
@@ -80,10 +83,12 @@ class MeasurementReports:
             measurements = measure_label_image(label, labels)
             sr = measurements_to_sr(
                 measurements, sources, seg, series_number=SR_SERIES_NUMBER,
-                series_description=f"HOPE measurements of {seg.get('SeriesDescription', 'a label')}"[:64],
+                series_description=f"{REPORT_DESCRIPTION} of {seg.get('SeriesDescription', 'a label')}"[:64],
                 series_instance_uid=generate_uid(entropy_srcs=[seg_uid, "sr-series"]),
                 sop_instance_uid=generate_uid(entropy_srcs=[seg_uid, "sr-instance"]),
             )
+            now = datetime.now()
+            sr.SeriesDate, sr.SeriesTime = now.strftime("%Y%m%d"), now.strftime("%H%M%S.%f")  # newest first
             if "OperatorsName" in seg:
                 sr.OperatorsName = seg.OperatorsName  # who drew the label measured
             failed = (self._store([sr]) or {}).get("FailedSOPSequence")

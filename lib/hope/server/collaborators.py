@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -199,12 +199,18 @@ class Collaborators:
             review_enabled=self.settings.review.enabled, audit=self.audit, leases=self.leases, scores=self.scores,
             strategies=lambda: self.strategies, sync=self.sync, gateway=self.gateway,
             scored_tasks={name: task.definition.modalities for name, task in self.tasks.items()},
-            cases=self.case_repository, results=self.results, result_tasks=tuple(self.fewshot))
+            cases=self.case_repository, results=self.results, result_tasks=tuple(self.fewshot),
+            measured=measured_modalities(task.definition for task in self.tasks.values()))
 
     def served_version(self, model: str) -> str | None:
         """The served model version of a task with weights, or ``None`` (a scribbles task has none)."""
         task = self.tasks.get(model) or self.fewshot.get(model)
         return task.registry.served_version() if task is not None else None
+
+
+def measured_modalities(definitions: Iterable[TaskDefinition]) -> frozenset[str]:
+    """The modalities whose labels HOPE measures: those of the tasks with ``measurements``."""
+    return frozenset(m for d in definitions if d.measurements for m in d.modalities)
 
 
 def build_collaborators(access: StoreAccess, conf: dict[str, str],
@@ -235,7 +241,7 @@ def build_collaborators(access: StoreAccess, conf: dict[str, str],
     if access.is_dicomweb:
         gateway = OrthancGateway(access.studies, settings.datastore.timeout_seconds, access.username,
                                  access.password)
-        measured = {m for d in definitions.values() if d.measurements for m in d.modalities}
+        measured = measured_modalities(definitions.values())
         if measured:
             reports = MeasurementReports(gateway.new_dicomweb_client().store_instances, measured)
         datastore: Datastore = OrthancDatastore(

@@ -68,7 +68,7 @@ RULES: tuple[RouteRule, ...] = tuple(
              "GET /ohif/app-config.js", "GET /ohif/{path:path}",
              "GET /console/", "GET /console/{name}", "GET /hope/console/overview", "GET /hope/console/series",
              "GET /hope/console/team", "GET /hope/console/activelearning", "GET /hope/console/store",
-             "GET /hope/console/cases")
+             "GET /hope/console/cases", "GET /hope/measurements/{series_uid}")
     + _rules(ANNOTATOR, "POST /infer/{model}", "POST /activelearning/{strategy}", "PUT /datastore/label")
     + _rules(REVIEWER, "GET /hope/review/queue", "POST /hope/review/{seg_sop_uid}", "PUT /cases/{study_uid}",
              "GET /cases/audit", "GET /cases/{study_uid}/audit")

@@ -24,6 +24,7 @@ from hope.api.dicomweb_proxy import build_router as proxy_router
 from hope.api.infer import build_router as infer_router
 from hope.api.info import build_router as info_router
 from hope.api.labels import build_router as labels_router
+from hope.api.measurements import build_router as measurements_router
 from hope.api.ohif import ohif_router
 from hope.api.review import build_router as review_router
 from hope.api.sync import build_router as sync_router
@@ -75,7 +76,9 @@ def mount_routes(app: FastAPI, collab: Collaborators, published_config: Callable
     app.include_router(review_router(collab.reviews, collab.audit, collab.settings.review.enabled,
                                      has_suggestion=collab.has_suggestion, on_approved=collab.label_approved))
     app.include_router(audit_router(collab.audit))
-    app.include_router(console_router(collab.console()))
+    console = collab.console()
+    app.include_router(console_router(console))
+    app.include_router(measurements_router(console.measurements))
     if collab.gateway is not None:
         _in_front(app, proxy_router(collab.gateway))
     if collab.sync is not None:
