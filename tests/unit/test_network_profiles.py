@@ -42,7 +42,7 @@ def test_gpu_profile_is_sized_for_a_gpu() -> None:
     assert task.profile == "gpu" and task.network.args["init_filters"] == 32 and task.network.pretrained is None
     assert task.preprocessing.spacing == (1.0, 1.0, 1.0) and task.preprocessing.patch_size == (128, 128, 128)
     assert task.training.amp and task.training.dataset == "CacheDataset" and task.inference.amp
-    assert task.preprocessing.intensity_range == (-1000.0, 1500.0)  # shared settings stay
+    assert task.preprocessing.percentiles == (0.5, 99.5)  # shared settings stay
     assert task.training.bounds == parse_task(_spine()).training.bounds
     assert task.active_profile.signature != task.profiles["cpu"].signature
 

@@ -61,7 +61,7 @@ class NetworkSpec:
 
     name: str
     args: dict[str, Any]
-    pretrained: str | None = None  # repository-relative path of shipped weights, made by scripts/pretrain_phantoms.py
+    pretrained: str | None = None  # repository-relative path of shipped weights, made by scripts/pretrain_synthesis.py
 
 
 @dataclass(frozen=True)

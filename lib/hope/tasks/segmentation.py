@@ -44,8 +44,8 @@ class SegmentationTaskConfig(TaskConfig):
         ensure_first_version(
             self.registry,
             shipped=REPO_ROOT / pretrained if pretrained else None,
-            shipped_by="scripts/pretrain_phantoms.py",
-            shipped_note="pretrained on synthetic phantoms (shipped)",
+            shipped_by="scripts/pretrain_synthesis.py",
+            shipped_note="pretrained on synthetic images of random contrast (shipped)",
             shipped_metrics=lambda report: {f"phantom_{k}_dice": v for k, v in report.get("held_out_dice", {}).items()},
             write_untrained=lambda path: torch.save({"model": build_network(definition).state_dict()}, path),
         )
