@@ -156,21 +156,31 @@ def test_final_label_becomes_seg_in_orthanc(
 def test_train_publishes_a_new_model_used_without_restart(
     hope_url: str, phantoms: list[StoredPhantom], final_labels: list[StoredPhantom]
 ) -> None:
-    """One epoch on the final labels read back from Orthanc changes the served model; inference still works."""
+    """One epoch on the final labels read back from Orthanc makes a new version, served without a restart: at once
+    when the promotion rule lets it (not worse on the frozen validation set), else once pinned; inference works."""
     before = model_checksum(hope_url, "spine_ct")
 
     response = requests.post(f"{hope_url}/train/spine_ct", json={"max_epochs": 1, "val_split": 0.0}, timeout=60)
     assert response.status_code == 200, response.text
     task = wait_for_training(hope_url, timeout=900)
     assert task["status"] == "DONE", "\n".join(task.get("details", []))
-
-    info = requests.get(f"{hope_url}/model/info/spine_ct", timeout=30).json()
-    assert info["checksum"] != before
-    assert info["train_stats"]["epoch"] == 1
-    response = requests.post(
-        f"{hope_url}/infer/spine_ct", params={"image": phantoms[0].series_uid, "output": "json"}, timeout=600
-    )
-    assert response.status_code == 200, response.text
+    made = task["model_version"]
+    assert made and made["promotion"]["reason"], task
+    pinned = not made["promotion"]["promoted"]
+    if pinned:  # kept, not served: the admin's override
+        response = requests.put(f"{hope_url}/hope/models/spine_ct/pin", json={"version": made["version"]}, timeout=60)
+        assert response.status_code == 200, response.text
+    try:
+        info = requests.get(f"{hope_url}/model/info/spine_ct", timeout=30).json()
+        assert info["checksum"] != before
+        assert info["train_stats"]["epoch"] == 1
+        response = requests.post(
+            f"{hope_url}/infer/spine_ct", params={"image": phantoms[0].series_uid, "output": "json"}, timeout=600
+        )
+        assert response.status_code == 200, response.text
+    finally:
+        if pinned:
+            requests.delete(f"{hope_url}/hope/models/spine_ct/pin", timeout=60).raise_for_status()
 
 
 def test_unknown_series_is_404_with_reason(hope_url: str) -> None:

@@ -57,7 +57,7 @@ def test_every_finished_run_is_kept_with_metrics_data_and_author(hope_url: str, 
     assert "train_mean_dice" in newest["metrics"]
     assert any(key.startswith("train_C") for key in newest["metrics"])
     assert newest["training_data"], "the SEG series the version was trained on are recorded"
-    assert listing["versions"][0]["note"].startswith(("seeded initial model", "pretrained on synthetic phantoms"))
+    assert listing["versions"][0]["note"].startswith(("seeded initial model", "pretrained on synthetic images"))
     assert listing["serving"] == [v for v in listing["versions"] if v["promoted"] and v["servable"]][-1]["version"]
 
 
