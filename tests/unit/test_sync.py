@@ -89,9 +89,11 @@ class Versions:
 class FakeDatastore:
     """The part of :class:`~hope.datastore.orthanc.OrthancDatastore` the sync service uses."""
 
-    def __init__(self, images: list[str], finals: list[str] | None = None) -> None:
+    def __init__(self, images: list[str], finals: list[str] | None = None,
+                 modalities: dict[str, str] | None = None) -> None:
         self.images = images
         self.finals = finals or []
+        self.modalities = modalities or {}
         self.flagged: dict[str, list[str]] = {}
         self.invalidations = 0
 
@@ -109,6 +111,9 @@ class FakeDatastore:
 
     def final_labels(self) -> dict[str, object]:
         return {uid: object() for uid in self.finals}
+
+    def modality(self, series_uid: str) -> str | None:
+        return self.modalities.get(series_uid)
 
 
 class Recorder:
@@ -466,9 +471,9 @@ def _stable(uid: str, modality: str = "CT", **extra: Any) -> dict[str, Any]:
             "valid": True, "reasons": [], **extra}
 
 
-def _seg(uid: str, labels: list[str] | None) -> dict[str, Any]:
+def _seg(uid: str, labels: list[str] | None, referenced: str | None = None) -> dict[str, Any]:
     return {"id": f"seg_stored:{uid}", "type": "seg_stored", "series_uid": uid, "modality": "SEG",
-            "segment_labels": labels}
+            "segment_labels": labels, "referenced_series_uid": referenced}
 
 
 @pytest.fixture
@@ -673,3 +678,18 @@ def test_with_review_on_an_approval_counts_towards_retraining_not_a_stored_seg(
     assert service.label_approved() == []
     assert service.label_approved() == ["retraining spine_ct"]
     assert start.calls == [("spine_ct",)]
+
+
+def test_a_label_counts_only_for_the_tasks_of_its_series_modality(
+    tmp_path: Path, spine_ct: TaskDefinition, infer: FakeInfer, all_versions: Versions
+) -> None:
+    """A CT label with vertebrae counts for spine_ct, not spine_mr, though spine_mr has vertebrae too; an approved MR
+    label counts for spine_mr only."""
+    tasks = {"spine_ct": spine_ct, "spine_mr": dataclasses.replace(spine_ct, name="spine_mr", modalities=("MR",))}
+    datastore = FakeDatastore([CT_UID, MR_UID], modalities={CT_UID: "CT", MR_UID: "MR"})
+    service = _service(tmp_path, datastore, infer, all_versions, tasks=tasks, threshold=5)
+    answer = service.handle(_seg("1.2.3.904", ["C2", "C3"], referenced=CT_UID))
+    assert answer["actions"] == ["not counted for spine_mr: it does not annotate CT"]
+    assert service.retrain.state()["counted"] == {"spine_ct": 1}
+    assert service.label_approved(MR_UID) == ["not counted for spine_ct: it does not annotate MR"]
+    assert service.retrain.state()["counted"] == {"spine_ct": 1, "spine_mr": 1}

@@ -79,7 +79,7 @@ def _submission(sub: Submission) -> SubmissionOut:
 
 def build_router(
     book: ReviewBook, audit: AuditLog, enabled: bool, has_suggestion: Callable[[str], bool] | None = None,
-    on_approved: Callable[[], None] | None = None,
+    on_approved: Callable[[str], None] | None = None,
 ) -> APIRouter:
     """The ``/hope/review`` routes.
 
@@ -89,7 +89,8 @@ def build_router(
         enabled: ``review.enabled``; when off, decisions are refused (409).
         has_suggestion: whether a series has a model's suggestion (its state is ``suggested`` rather than
             ``unlabelled`` while no label was submitted); ``None``: never.
-        on_approved: called after a label is approved: it now counts (listings, retraining, scoring).
+        on_approved: called with the image series' UID after a label of it is approved: it now counts (listings,
+            retraining, scoring).
     """
     router = APIRouter(prefix="/hope/review", tags=["HOPE review"])
 
@@ -116,7 +117,7 @@ def build_router(
                      detail={"seg_sop_uid": sub.seg_sop_uid, "annotator": sub.annotator,
                              "comment": sub.decision.comment})
         if approve and on_approved is not None:
-            on_approved()
+            on_approved(sub.series_uid)
         return _submission(sub)
 
     @router.get("/series/{series_uid}", summary="A series' review state, history and last comment")

@@ -144,10 +144,10 @@ class Collaborators:
         hint = f"use {', '.join(others)}" if others else f"no task of this server annotates {modality}"
         raise InvalidInputError(f"{model} annotates {', '.join(wanted)} series; series {image} is {modality}: {hint}")
 
-    def label_approved(self) -> None:
+    def label_approved(self, series_uid: str) -> None:
         """A reviewer approved a label: listings see it now, and it counts towards retraining."""
         if self.sync is not None:
-            self.sync.label_approved()
+            self.sync.label_approved(series_uid)
         elif isinstance(self.datastore, OrthancDatastore):
             self.datastore.invalidate()
 

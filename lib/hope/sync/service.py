@@ -96,20 +96,26 @@ class SyncService:
                     actions.append(f"suggestion queued for {task}")
                 self._on_change()
         elif self._count_stored:
-            actions += self._count_final_label(event.get("segment_labels"))
+            actions += self._count_final_label(event.get("segment_labels"), event.get("referenced_series_uid"))
         else:
             actions.append("label review is on: the label counts once a reviewer approves it")
         return {"accepted": True, "duplicate": False, "actions": actions}
 
-    def label_approved(self) -> list[str]:
-        """A reviewer approved a label (review on): it counts towards retraining now; what was done."""
+    def label_approved(self, series_uid: str | None = None) -> list[str]:
+        """A reviewer approved a label of image series ``series_uid`` (review on): it counts towards retraining of
+        the tasks of that series' modality now; what was done."""
         self.datastore.invalidate()
-        return self._count_final_label(None)
+        return self._count_final_label(None, series_uid)
 
-    def _count_final_label(self, segments: list[str] | None) -> list[str]:
+    def _count_final_label(self, segments: list[str] | None, series_uid: str | None) -> list[str]:
+        """Count a final label of image series ``series_uid`` (``None``: unknown) holding ``segments`` (``None``:
+        unknown) for each task that trains on it: the tasks of the series' modality, when it is known."""
         actions = []
+        modality = self.datastore.modality(series_uid) if series_uid else None
         for task, definition in self.tasks.items():
-            if segments is not None and not definition.trains_on(segments):
+            if modality is not None and modality not in definition.modalities:
+                actions.append(f"not counted for {task}: it does not annotate {modality}")
+            elif segments is not None and not definition.trains_on(segments):
                 actions.append(f"not counted for {task}: it does not train on a SEG of {segments}")
             elif self.retrain.new_final_label(task):
                 actions.append(f"retraining {task}")
