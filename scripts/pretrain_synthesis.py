@@ -112,6 +112,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     print(f"generating {plan.anatomies} training anatomies for {task.name} ...")
     pool = anatomy_pool(task, range(TRAIN_FIRST_SEED, TRAIN_FIRST_SEED + plan.anatomies))
     net = build_network(task).to(device)
+    if args.init is not None:  # go on from earlier weights (a longer budget, or a GPU after a CPU run)
+        state = torch.load(args.init, map_location=device, weights_only=True)
+        net.load_state_dict(state.get("model", state))
+        base["initialised_from"] = {"weights": _shown(args.init),
+                                  "sha256": hashlib.sha256(args.init.read_bytes()).hexdigest()}
 
     def checkpoint(progress: dict[str, Any]) -> None:
         _save(net, out, {**base, **progress, "complete": False})
@@ -140,6 +145,8 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--lr", type=float, default=2e-3, help="peak learning rate of AdamW (default 0.002)")
     parser.add_argument("--checkpoint-minutes", type=float, default=5.0, help="write the weights this often")
     parser.add_argument("--out", type=Path, help="weights path (default: the task's network.pretrained)")
+    parser.add_argument("--init", type=Path, help="start from these weights ({'model': state_dict}), e.g. the shipped "
+                        "ones, to train on; the report records them")
     parser.add_argument("--json", type=Path, help="write the report here too")
     parser.add_argument("--tiny", action="store_true", help="two steps on a small patch, a smoke test (needs --out)")
     return parser.parse_args(argv)

@@ -196,3 +196,7 @@ def test_pretrain_synthesis_tiny_run(tmp_path: Path, monkeypatch: pytest.MonkeyP
     network = build_network(load_task("spine_ct"))
     network.load_state_dict(torch.load(out, map_location="cpu")["model"])
     assert out.stat().st_size < 5_000_000
+    first = report["sha256"]
+    again = tmp_path / "again.pt"
+    script.main(["--task", "spine_ct", "--tiny", "--threads", "2", "--out", str(again), "--init", str(out)])
+    assert json.loads(again.with_suffix(".json").read_text())["initialised_from"]["sha256"] == first
