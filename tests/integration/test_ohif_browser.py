@@ -173,7 +173,7 @@ def _annotate(browser: Any, orthanc: OrthancSettings, hope_url: str, labels: dic
 
         def overlaid() -> float | None:
             fraction = _colored_fraction(axial.screenshot(animations="disabled"))
-            return fraction if fraction > before + 0.01 else None
+            return fraction if fraction > before + 0.003 else None
 
         poll(overlaid, 30, "the suggestion to be drawn over the image")
         _shot(page, shots + "03-suggestion")
