@@ -73,6 +73,14 @@ def nifti_bytes(array_zyx: np.ndarray, reference: sitk.Image) -> bytes:
         return path.read_bytes()
 
 
+def assert_on_grid(label: sitk.Image, image: sitk.Image) -> None:
+    """``label`` lies on ``image``'s voxel grid: size, spacing, origin and direction."""
+    assert label.GetSize() == image.GetSize()
+    np.testing.assert_allclose(label.GetSpacing(), image.GetSpacing(), atol=1e-3)
+    np.testing.assert_allclose(label.GetOrigin(), image.GetOrigin(), atol=1e-3)
+    np.testing.assert_allclose(label.GetDirection(), image.GetDirection(), atol=1e-4)
+
+
 def read_nifti_bytes(data: bytes) -> sitk.Image:
     """Parse NIfTI bytes (as returned by ``/infer``) into a SimpleITK image."""
     with tempfile.TemporaryDirectory() as tmp:

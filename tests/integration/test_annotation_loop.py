@@ -24,6 +24,7 @@ from hope.phantoms import generate_neck_ct
 from hope.processes.orthanc import OrthancSettings
 
 from .helpers import (
+    assert_on_grid,
     download_series,
     model_checksum,
     nifti_bytes,
@@ -114,10 +115,7 @@ def test_infer_returns_label_on_series_grid(
     assert response.status_code == 200, response.text
     label = read_nifti_bytes(response.content)
     image = series_volume(client, stored.study_uid, stored.series_uid)
-    assert label.GetSize() == image.GetSize()
-    np.testing.assert_allclose(label.GetSpacing(), image.GetSpacing(), atol=1e-3)
-    np.testing.assert_allclose(label.GetOrigin(), image.GetOrigin(), atol=1e-3)
-    np.testing.assert_allclose(label.GetDirection(), image.GetDirection(), atol=1e-4)
+    assert_on_grid(label, image)
 
 
 def test_infer_on_compressed_real_ct(hope_url: str, real_ct: list[Dataset]) -> None:

@@ -83,6 +83,22 @@ def _sign_in(page: Any, hope: SignedInHope, user: str) -> None:
     expect(page.locator("body[data-ready=true]")).to_have_count(1)
 
 
+@contextlib.contextmanager
+def _console_page(browser: Any, last_shot: str) -> Iterator[tuple[Any, list[str]]]:
+    """A fresh browser page and the errors it reports; a screenshot named ``last_shot`` of how it was left."""
+    context = browser.new_context(viewport={"width": 1366, "height": 900})
+    context.set_default_timeout(UI_TIMEOUT_MS)
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    try:
+        yield page, errors
+    finally:
+        with contextlib.suppress(Exception):  # the state the page was left in, for failures
+            _shot(page, last_shot)
+        context.close()
+
+
 def _serious_violations(page: Any) -> list[str]:
     """axe-core's serious and critical violations on the page (axe-core is installed by scripts/setup.sh)."""
     page.add_script_tag(path=str(AXE))
@@ -122,12 +138,7 @@ def _versions(hope: SignedInHope) -> dict[str, Any]:
 def test_admin_console(browser: Any, console_hope: SignedInHope, approved: dict[str, str]) -> None:
     """The console reads the live server and acts through HOPE's API as an admin."""
     before = _versions(console_hope)
-    context = browser.new_context(viewport={"width": 1366, "height": 900})
-    context.set_default_timeout(UI_TIMEOUT_MS)
-    page = context.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda error: errors.append(str(error)))
-    try:
+    with _console_page(browser, "99-last") as (page, errors):
         # 1. Sign in at the provider's page; the console shows the store and who is signed in.
         _sign_in(page, console_hope, "ada")
         expect(page.locator("#who")).to_contain_text("Signed in as ada (admin)")
@@ -186,10 +197,6 @@ def test_admin_console(browser: Any, console_hope: SignedInHope, approved: dict[
         serious = _serious_violations(page)
         assert not serious, "\n".join(serious)
         assert not errors, f"errors in the page: {errors}"
-    finally:
-        with contextlib.suppress(Exception):  # the state the page was left in, for failures
-            _shot(page, "99-last")
-        context.close()
     assert poll(lambda: _versions(console_hope)["serving"] == after["serving"], 10, "the best version to serve again")
 
 
@@ -285,12 +292,7 @@ def test_a_reviewer_reads_the_measurements_of_a_saved_mr_label(browser: Any, con
         return any(row["series_uid"] == series and row["state"] == "submitted" for row in page["items"])
 
     poll(listed, 60, "the saved MR label in the console's series listing")
-    context = browser.new_context(viewport={"width": 1366, "height": 900})
-    context.set_default_timeout(UI_TIMEOUT_MS)
-    page = context.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda error: errors.append(str(error)))
-    try:
+    with _console_page(browser, "99-last-measurements") as (page, errors):
         _sign_in(page, console_hope, "rita")
         page.get_by_label("Modality", exact=True).select_option("MR")
         page.get_by_role("button", name="Show", exact=True).click()
@@ -319,7 +321,3 @@ def test_a_reviewer_reads_the_measurements_of_a_saved_mr_label(browser: Any, con
         serious = _serious_violations(page)
         assert not serious, "\n".join(serious)
         assert not errors, f"errors in the page: {errors}"
-    finally:
-        with contextlib.suppress(Exception):
-            _shot(page, "99-last-measurements")
-        context.close()

@@ -25,7 +25,16 @@ from hope.interactive import next_scribble, paint
 from hope.phantoms import generate_neck_ct
 from hope.processes.orthanc import OrthancSettings
 
-from .helpers import download_series, nifti_bytes, poll, put_label, read_nifti_bytes, seg_series, series_volume
+from .helpers import (
+    assert_on_grid,
+    download_series,
+    nifti_bytes,
+    poll,
+    put_label,
+    read_nifti_bytes,
+    seg_series,
+    series_volume,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -103,10 +112,7 @@ def test_scribbles_refine_the_tumor_and_reach_orthanc_as_seg(
     response = _refine(hope_url, scribbles_model, stored.series_uid, filename, data)
     assert response.status_code == 200, response.text
     refined_image = read_nifti_bytes(response.content)
-    assert refined_image.GetSize() == image.GetSize()
-    np.testing.assert_allclose(refined_image.GetSpacing(), image.GetSpacing(), atol=1e-3)
-    np.testing.assert_allclose(refined_image.GetOrigin(), image.GetOrigin(), atol=1e-3)
-    np.testing.assert_allclose(refined_image.GetDirection(), image.GetDirection(), atol=1e-4)
+    assert_on_grid(refined_image, image)
     refined = sitk.GetArrayFromImage(refined_image)
     tumor = spine_labels["tumor"]
     assert (refined[upload["scribble"]] == tumor).all(), "foreground scribbles are hard constraints"

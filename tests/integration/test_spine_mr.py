@@ -21,6 +21,7 @@ import SimpleITK as sitk
 from dicomweb_client import DICOMwebClient
 from pydicom.dataset import Dataset
 
+from hope.benchmarks.real_cases import load_scans
 from hope.config import REPO_ROOT, load_task
 from hope.demo import store_phantom, store_volume
 from hope.dicom.series_writer import new_identity
@@ -29,7 +30,7 @@ from hope.measure import measure_spine
 from hope.phantoms import generate_neck_ct
 from hope.processes.orthanc import OrthancSettings
 
-from .helpers import nifti_bytes, poll, put_label, read_nifti_bytes, series_volume
+from .helpers import assert_on_grid, nifti_bytes, poll, put_label, read_nifti_bytes, series_volume
 
 pytestmark = pytest.mark.slow
 
@@ -51,29 +52,16 @@ class RealMr:
                                                     0, sitk.sitkUInt8))
 
 
-def _tptbox(shared: Path) -> tuple[sitk.Image, sitk.Image]:
-    folder = shared / "mr-cervical-spine-tptbox"
+def _real(shared: Path, name: str) -> tuple[sitk.Image, sitk.Image]:
+    """A real scan of :mod:`hope.benchmarks.real_cases` and its reference as one spine_mr label volume."""
+    (loaded,) = load_scans(shared, {name})
     labels = load_task("spine_mr").labels
-    vert_image = sitk.ReadImage(str(folder / "sub-mri_seg-vert_label-6_msk.nii.gz"))
-    vert = sitk.GetArrayFromImage(vert_image)
-    subreg = sitk.GetArrayFromImage(sitk.ReadImage(str(folder / "sub-mri_seg-subreg_label-6_msk.nii.gz")))
-    label = np.zeros(vert.shape, np.uint8)
-    for level in (5, 6, 7):
-        label[(vert == level) | (vert == 200 + level)] = labels[f"C{level}"]
-    label[vert == 105] = labels["disc_C5_C6"]
-    label[vert == 106] = labels["disc_C6_C7"]
-    label[subreg == 61] = labels["canal"]
-    label[subreg == 60] = labels["cord"]
-    reference = sitk.GetImageFromArray(label)
-    reference.CopyInformation(vert_image)
-    return sitk.ReadImage(str(folder / "sub-mri_label-6_T2w.nii.gz")), reference
-
-
-def _cord(shared: Path) -> tuple[sitk.Image, sitk.Image]:
-    folder = shared / "mr-cervical-cord"
-    mask = sitk.ReadImage(str(folder / "t2_seg-manual.nii.gz"))
-    reference = sitk.Cast(mask > 0, sitk.sitkUInt8) * load_task("spine_mr").labels["cord"]
-    return sitk.ReadImage(str(folder / "t2.nii.gz")), reference
+    array = np.zeros(sitk.GetArrayFromImage(loaded.image).shape, np.uint8)
+    for structure, mask in loaded.masks.items():
+        array[mask] = labels[structure]
+    reference = sitk.GetImageFromArray(array)
+    reference.CopyInformation(loaded.image)
+    return loaded.image, reference
 
 
 def _store(orthanc: OrthancSettings, name: str, image: sitk.Image, reference: sitk.Image,
@@ -91,8 +79,8 @@ def _store(orthanc: OrthancSettings, name: str, image: sitk.Image, reference: si
 def real_mr(orthanc: OrthancSettings, shared_data: Path) -> dict[str, RealMr]:
     """Both real MR scans in Orthanc: TPTBox as sagittal slices (as acquired), the cord case as axial slices."""
     return {
-        "tptbox": _store(orthanc, "tptbox", *_tptbox(shared_data), orientation="sagittal"),
-        "cervical-cord": _store(orthanc, "cervical-cord", *_cord(shared_data), orientation="axial"),
+        "tptbox": _store(orthanc, "tptbox", *_real(shared_data, "mr-t2-tptbox"), orientation="sagittal"),
+        "cervical-cord": _store(orthanc, "cervical-cord", *_real(shared_data, "mr-t2-cord"), orientation="axial"),
     }
 
 
@@ -132,9 +120,7 @@ def test_real_mr_suggestions_are_on_the_series_grid_and_measured(
         assert answer.status_code == 200, answer.text
         label = read_nifti_bytes(answer.content)
         image = series_volume(client, case.study_uid, case.series_uid)
-        assert label.GetSize() == image.GetSize()
-        np.testing.assert_allclose(label.GetDirection(), image.GetDirection(), atol=1e-4)
-        np.testing.assert_allclose(label.GetOrigin(), image.GetOrigin(), atol=1e-3)
+        assert_on_grid(label, image)
         predicted, reference = sitk.GetArrayFromImage(label), case.reference_on(image)
         present = {name: value for name, value in labels.items() if (reference == value).any()}
         report[case.name] = {name: _dice(predicted == value, reference == value) for name, value in present.items()}
