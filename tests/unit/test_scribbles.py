@@ -181,6 +181,10 @@ def test_settings_come_from_the_task_yaml(task: TaskDefinition, tmp_path: Path) 
     data["interactive"] = {"structure": "tumor", "scribbles": {"background": 9, "foreground": 11}}
     (tmp_path / "tasks").mkdir()
     (tmp_path / "tasks" / "spine_ct.yaml").write_text(yaml.safe_dump(data))
+    with pytest.raises(ConfigError, match="spine_ct.yaml: interactive: give an intensity_range"):
+        load_task("spine_ct", tmp_path)  # spine_ct normalises per volume: no window to fall back on
+    data["interactive"]["intensity_range"] = [-200, 1300]
+    (tmp_path / "tasks" / "spine_ct.yaml").write_text(yaml.safe_dump(data))
     with pytest.raises(ConfigError, match="spine_ct.yaml: interactive: .*scribble values"):
         load_task("spine_ct", tmp_path)
 

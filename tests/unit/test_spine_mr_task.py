@@ -58,11 +58,12 @@ def test_percentile_normalisation_ignores_a_coil_gain_and_offset(spine_mr) -> No
 
 
 def test_window_normalisation_keeps_hounsfield_units_fixed() -> None:
-    spine_ct = load_task("spine_ct")
-    low, high = spine_ct.preprocessing.intensity_range
-    out = np.asarray(normalise_intensity(spine_ct)({"image": np.array([[[[low, (low + high) / 2, high]]]],
-                                                                        np.float32)})["image"])
-    np.testing.assert_allclose(out.ravel(), [0.0, 0.5, 1.0], atol=1e-6)
+    data = yaml.safe_load((REPO_ROOT / "configs/tasks/spine_ct.yaml").read_text())
+    data["preprocessing"] = {**data["preprocessing"], "normalisation": "window", "intensity_range": [-1000, 1500]}
+    window = parse_task(data, "spine_ct.yaml")
+    out = np.asarray(normalise_intensity(window)({"image": np.array([[[[-1000.0, 250.0, 1500.0, 3000.0]]]],
+                                                                     np.float32)})["image"])
+    np.testing.assert_allclose(out.ravel(), [0.0, 0.5, 1.0, 1.0], atol=1e-6)
 
 
 @pytest.mark.parametrize(("preprocessing", "message"), [

@@ -31,18 +31,22 @@ class InteractiveSettings:
     overrides: tuple[str, ...]
 
 
-def parse_interactive(raw: Any, labels: Mapping[str, int], default_range: tuple[float, float], where: str
+def parse_interactive(raw: Any, labels: Mapping[str, int], default_range: tuple[float, float] | None, where: str
                       ) -> InteractiveSettings:
     """Validate an ``interactive:`` mapping of a task with ``labels`` into :class:`InteractiveSettings`.
 
     Args:
         raw: the mapping as read from YAML.
         labels: the task's label names and values (scribble values must differ from them).
-        default_range: the intensity window used when the section names none (the task's preprocessing window).
+        default_range: the intensity window used when the section names none (the task's preprocessing window;
+            ``None`` when the task normalises each volume: the section must then name one).
         where: the file and key, for error messages.
     """
     if not isinstance(raw, dict):
         raise ConfigError(f"{where}: expected a mapping, got {raw!r}")
+    if "intensity_range" not in raw and default_range is None:
+        raise ConfigError(f"{where}: give an intensity_range (e.g. [-200, 1300] HU): the task's preprocessing "
+                          "normalises each volume, so it has no fixed window to take it from")
     try:
         scribbles = raw.get("scribbles", {})
         low, high = (float(v) for v in raw.get("intensity_range", default_range))
