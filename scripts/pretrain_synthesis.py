@@ -179,7 +179,8 @@ def _train(
                 "seconds_per_step": round(seconds / steps, 3) if steps else None, "loss_curve": curve}
 
     net.train()
-    bar = tqdm(iter(loader), total=plan.steps, desc=f"synthesis pretraining {task.name}", unit="step")  # no 10**9 total
+    # iter(): without --steps the loader is 10**9 batches long, which tqdm would show as the total
+    bar = tqdm(iter(loader), total=plan.steps, desc=f"synthesis pretraining {task.name}", unit="step")
     for batch in bar:
         elapsed = time.monotonic() - start
         if elapsed >= budget:

@@ -113,7 +113,7 @@ def test_a_task_trains_only_on_labels_of_its_modalities(tmp_path: Path, spine_mr
     assert [item["image"] for item in kept] == ["mr", "local"] and skipped == []
 
 
-def test_the_infer_answer_measures_the_written_label(tmp_path: Path) -> None:
+def test_a_label_file_is_measured_in_its_own_frame(tmp_path: Path) -> None:
     label = sitk.GetImageFromArray(spine_label())
     label.SetSpacing(SPACING)
     path = tmp_path / "pred.nii.gz"
