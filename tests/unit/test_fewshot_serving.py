@@ -18,7 +18,7 @@ from hope.datastore.gateway import orthanc_rest_url
 from hope.errors import InvalidInputError
 from hope.fewshot.checkpoint import build_embedder, build_segmenter, load_grader, load_segmenter, save_checkpoint
 from hope.fewshot.config import SliceSpec, load_fewshot_task, parse_fewshot_task
-from hope.fewshot.episodes import build_support_set
+from hope.fewshot.episodes import LabelledCase, build_support_set
 from hope.fewshot.support_library import LabelledSeries, SupportLibrary
 from hope.fewshot.volume_inference import lesion_probabilities
 from hope.fewshot.volumes import (
@@ -26,6 +26,7 @@ from hope.fewshot.volumes import (
     lesion_slices,
     mask_on_slices,
     probability_on_image,
+    support_size,
     to_slices,
 )
 from hope.infers.fewshot_common import ReloadingModel, int_param
@@ -78,6 +79,32 @@ def test_lesion_slices_pick_the_largest_and_centre_the_window() -> None:
     assert image.shape == lesion.shape == (20, 20)
     ys, xs = np.nonzero(lesion)
     assert abs(ys.mean() - 9.5) <= 1 and abs(xs.mean() - 9.5) <= 1
+
+
+def test_a_large_lesion_keeps_its_surroundings() -> None:
+    """A lesion wider than half the window gets a cut of ``context`` times its extent, rounded up to 8 pixels, one
+    size for every slice of the call; a small lesion keeps the configured window."""
+    pixels = np.random.default_rng(0).random((3, 120, 120)).astype(np.float32)
+    mask = np.zeros((3, 120, 120), np.uint8)
+    mask[0, 30:70, 40:61] = 1  # 40 x 21 pixels
+    mask[1, 50:60, 50:60] = 1
+    assert support_size([mask[1] > 0], window=32, context=2.0) == 32
+    assert support_size([mask[0] > 0, mask[1] > 0], window=32, context=2.0) == 80
+    pairs = lesion_slices(pixels, mask, count=2, window=32, context=2.0)
+    assert [p[0].shape for p in pairs] == [(80, 80), (80, 80)]
+    assert [int(p[1].sum()) for p in pairs] == [840, 100]
+
+
+def test_support_cases_of_different_sizes_are_padded_to_one() -> None:
+    """Cut to different sizes, support cases stack centred on the largest: images edge-padded, masks with
+    background."""
+    small = np.full((8, 8), 0.25, np.float32)
+    large = np.full((16, 16), 0.75, np.float32)
+    support = build_support_set([LabelledCase(small, np.ones((8, 8), np.float32), "t"),
+                                 LabelledCase(large, np.eye(16, dtype=np.float32), "t")])
+    assert tuple(support.images.shape) == tuple(support.masks.shape) == (2, 1, 16, 16)
+    assert float(support.images[0].min()) == float(support.images[0].max()) == 0.25
+    assert float(support.masks[0].sum()) == 64 and float(support.masks[0, 0, 4:12, 4:12].sum()) == 64
 
 
 def test_largest_component_keeps_one_blob() -> None:

@@ -22,7 +22,7 @@ from hope.networks import build_network
 from hope.synthesis.anatomy import anatomy_pool, on_task_grid, render_phantom
 from hope.synthesis.dataset import synthetic_loader
 from hope.synthesis.mixture import RandGaussianMixtureFromLabelsd
-from hope.synthesis.pipeline import TISSUES, SynthesisSettings, synthesis_transforms
+from hope.synthesis.pipeline import RENDERED, TISSUES, SynthesisSettings, synthesis_transforms
 from hope.synthesis.resolution import RandThickSlicesd
 from hope.transforms import val_transforms
 
@@ -134,7 +134,7 @@ def test_deformed_labels_stay_aligned_with_the_image() -> None:
     pipeline = Compose(synthesis_transforms(task, NOISELESS))
     for seed in range(4):
         pipeline.set_random_state(seed)
-        item = pipeline({TISSUES: tissues, "label": tissues.clone()})
+        item = pipeline({TISSUES: tissues, "label": tissues.clone(), RENDERED: tissues.float()})
         image, label = item["image"].numpy(), item["label"].numpy()
         pairs = set(zip(label.ravel().tolist(), np.round(image, 6).ravel().tolist(), strict=True))
         assert len(pairs) == len({lab for lab, _ in pairs}) == len({value for _, value in pairs}) > 1
@@ -162,9 +162,27 @@ def test_anatomies_are_on_the_grid_the_served_task_reads(tmp_path: Path) -> None
     assert pool[TISSUES].dtype == torch.uint8 and pool[TISSUES].shape == pool["label"].shape
 
 
+def test_a_rendered_share_keeps_the_phantoms_own_contrast() -> None:
+    """With ``rendered_prob`` 1 the image is the deformed rendering (here brighter with every label value), not a
+    random contrast, and stays aligned with the label; the pool holds one rendering per MR contrast."""
+    task = _small("spine_mr")
+    tissues = MetaTensor(_nested_boxes(size=48), affine=torch.diag(torch.tensor([1.5, 1.5, 1.5, 1.0])))
+    pipeline = Compose(synthesis_transforms(task, replace(NOISELESS, rendered_prob=1.0)))
+    for seed in range(3):
+        pipeline.set_random_state(seed)
+        item = pipeline({TISSUES: tissues, "label": tissues.clone(), RENDERED: tissues.float() / 10})
+        image, label = item["image"].numpy(), item["label"].numpy()
+        medians = [float(np.median(image[label == v])) for v in np.unique(label)]
+        assert len(medians) > 1 and medians == sorted(medians)
+    pool = anatomy_pool(task, [10_000])
+    assert len(pool) == 2 and torch.equal(pool[0]["label"], pool[1]["label"])
+    assert not torch.equal(pool[0][RENDERED], pool[1][RENDERED])
+    assert all(float(p[RENDERED].min()) >= 0.0 and float(p[RENDERED].max()) <= 1.0 for p in pool)
+
+
 def test_loader_is_seeded() -> None:
     task = _small("spine_ct")
-    pool = [{TISSUES: t, "label": t.clone()} for t in (_nested_boxes(), _nested_boxes(4))]
+    pool = [{TISSUES: t, "label": t.clone(), RENDERED: t.float()} for t in (_nested_boxes(), _nested_boxes(4))]
 
     def first(seed: int) -> torch.Tensor:
         return next(iter(synthetic_loader(pool, synthesis_transforms(task), batch_size=2, batches=1, seed=seed)))

@@ -92,11 +92,13 @@ def evenly_spaced(candidates: Sequence[int], k: int) -> list[int]:
     return [candidates[int((i + 0.5) * n / k)] for i in range(k)] if n > k else list(candidates)
 
 
-def support_set(structure: StructureSlices, slices: Sequence[int], window: int) -> SupportSet:
-    """Slices ``slices`` of ``structure``, each cut to a ``window`` square around its structure."""
+def support_set(structure: StructureSlices, slices: Sequence[int], spec: SliceSpec) -> SupportSet:
+    """Slices ``slices`` of ``structure``, each cut around its structure as served support slices are
+    (``spec.support_window`` and ``spec.support_context``)."""
     cases = []
     for z in slices:
-        ((image, mask),) = lesion_slices(structure.pixels[z : z + 1], structure.mask[z : z + 1], 1, window)
+        ((image, mask),) = lesion_slices(structure.pixels[z : z + 1], structure.mask[z : z + 1], 1,
+                                         spec.support_window, spec.support_context)
         cases.append(LabelledCase(image, mask, structure.name))
     return build_support_set(cases)
 
@@ -241,14 +243,14 @@ def evaluate_fewshot(
             result["skipped"][pair.name] = reason
         else:
             runnable.append(pair)
-    window, settings = task.slices.support_window, task.inference
+    settings = task.inference
     for query in sorted({p.query.name for p in runnable}):
         query_pairs = [p for p in runnable if p.query.name == query]
         block = query_block([stacks[query][p.kind] for p in query_pairs], max_query_slices)
         pixels = stacks[query][query_pairs[0].kind].pixels[block]
         supports = {_support_key(p, k): support_set(stacks[p.support.name][p.kind],
                                                   evenly_spaced(stacks[p.support.name][p.kind].candidates(), k),
-                                                  window)
+                                                  task.slices)
                     for p in query_pairs for k in shots}
         answers = {name: lesion_probabilities(segmenter, supports, pixels, settings.batch_slices)
                    for name, segmenter in segmenters.items()}

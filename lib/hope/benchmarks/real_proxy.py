@@ -174,7 +174,7 @@ def build_episode(structure: StructureSlices, support_z: Sequence[int], query_z:
     support = []
     for z in support_z:
         ((image, mask),) = lesion_slices(structure.pixels[z : z + 1], structure.mask[z : z + 1], 1,
-                                         spec.support_window)
+                                         spec.support_window, spec.support_context)
         support.append(LabelledCase(image, mask, structure.name))
     window = query_window([structure.mask[z] for z in support_z], structure.mask.shape[1:])
     full = structure.mask[query_z] > 0

@@ -22,12 +22,14 @@ class SliceSpec:
 
     Slices are axial, resampled in-plane to ``pixel_spacing_mm`` and windowed from ``intensity_range`` (HU) to
     ``[0, 1]``. A support case contributes its ``support_slices_per_case`` slices with the largest lesion area,
-    each cut to a ``support_window`` pixel square centred on the lesion.
+    each cut to a square centred on the lesion: ``support_window`` pixels, or ``support_context`` times the
+    lesion's extent when that is larger (:func:`hope.fewshot.volumes.support_size`).
     """
 
     pixel_spacing_mm: float = 1.0
     intensity_range: tuple[float, float] = (-260.0, 740.0)
     support_window: int = 64
+    support_context: float = 2.0
     support_slices_per_case: int = 3
 
 
@@ -97,6 +99,7 @@ def parse_fewshot_task(data: dict[str, Any], where: str = "task") -> FewShotDefi
         pixel_spacing_mm=_positive(raw.get("pixel_spacing_mm", SliceSpec.pixel_spacing_mm), f"{where}.slices"),
         intensity_range=(lo, hi),
         support_window=_positive(raw.get("support_window", SliceSpec.support_window), f"{where}.slices", int),
+        support_context=_positive(raw.get("support_context", SliceSpec.support_context), f"{where}.slices"),
         support_slices_per_case=_positive(
             raw.get("support_slices_per_case", SliceSpec.support_slices_per_case), f"{where}.slices", int
         ),

@@ -77,17 +77,28 @@ def group_by_type(cases: Sequence[LabelledCase]) -> dict[str, list[LabelledCase]
 
 
 def build_support_set(cases: Sequence[LabelledCase]) -> SupportSet:
-    """Stack labelled cases (all of one image size, each with a non-empty mask) into a :class:`SupportSet`."""
+    """Stack labelled cases (each with a non-empty mask) into a :class:`SupportSet`.
+
+    Cases cut to different sizes (:func:`hope.fewshot.volumes.support_size` sizes each case's cut to its lesion)
+    are padded to the largest, centred: images with their edge values, masks with background.
+    """
     if not cases:
         raise ValueError("a support set needs at least one labelled case")
-    shapes = {c.image.shape for c in cases} | {c.mask.shape for c in cases}
-    if len(shapes) != 1:
-        raise ValueError(f"support cases must share one image size, got {sorted(shapes)}")
+    if any(c.image.shape != c.mask.shape for c in cases):
+        raise ValueError("each support case's image and mask must have one size, got "
+                         f"{sorted({(c.image.shape, c.mask.shape) for c in cases})}")
     if any(not np.any(c.mask) for c in cases):
         raise ValueError("every support case needs a non-empty lesion mask")
-    images = torch.from_numpy(np.stack([c.image for c in cases]).astype(np.float32))[:, None]
-    masks = torch.from_numpy(np.stack([c.mask > 0 for c in cases]).astype(np.float32))[:, None]
-    return SupportSet(images, masks, tuple(c.tumor_type for c in cases), tuple(c.grade for c in cases))
+    size = tuple(max(c.image.shape[i] for c in cases) for i in range(2))
+    images = torch.from_numpy(np.stack([_pad_to(c.image, size, "edge") for c in cases]).astype(np.float32))[:, None]
+    masks = torch.from_numpy(np.stack([_pad_to(c.mask > 0, size, "constant") for c in cases]).astype(np.float32))
+    return SupportSet(images, masks[:, None], tuple(c.tumor_type for c in cases), tuple(c.grade for c in cases))
+
+
+def _pad_to(array: np.ndarray, size: tuple[int, ...], mode: str) -> np.ndarray:
+    """``array`` padded (``mode``) to ``size``, centred."""
+    pads = [((n - m) // 2, n - m - (n - m) // 2) for m, n in zip(array.shape, size, strict=True)]
+    return np.pad(array, pads, mode=mode)  # type: ignore[call-overload]
 
 
 def sample_segmentation_episode(

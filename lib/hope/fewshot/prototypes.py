@@ -37,14 +37,22 @@ def local_prototypes(features: torch.Tensor, masks: torch.Tensor, window: int, m
     return pooled.permute(0, 2, 3, 1).reshape(-1, features.shape[1])[keep]
 
 
-def class_scores(features: torch.Tensor, prototypes: torch.Tensor, scale: float) -> torch.Tensor:
+def class_scores(features: torch.Tensor, prototypes: torch.Tensor, scale: float, chunk: int = 1 << 16
+                 ) -> torch.Tensor:
     """Score of one class at each pixel from its ``(P, C)`` prototypes: ``(B, C, h, w) -> (B, h, w)``.
 
     ``scale`` times the cosine similarity to each prototype, combined by a softmax-weighted mean over prototypes
     (SSL-ALPNet): with one prototype it is the plain scaled cosine similarity, with many it tends to the best match.
+    Pixels are scored ``chunk`` at a time, so a batch of whole slices never holds a ``(B, P, h, w)`` array.
     """
-    sims = scale * torch.einsum("bchw,pc->bphw", F.normalize(features, dim=1), F.normalize(prototypes, dim=1))
-    return (sims.softmax(dim=1) * sims).sum(dim=1)
+    b, c, h, w = features.shape
+    pixels = F.normalize(features, dim=1).permute(0, 2, 3, 1).reshape(-1, c)
+    unit = F.normalize(prototypes, dim=1).T
+    scores = []
+    for start in range(0, len(pixels), chunk):
+        sims = scale * (pixels[start : start + chunk] @ unit)
+        scores.append((sims.softmax(dim=1) * sims).sum(dim=1))
+    return torch.cat(scores).reshape(b, h, w)
 
 
 class PrototypeSegmenter(nn.Module):

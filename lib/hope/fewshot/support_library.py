@@ -87,7 +87,8 @@ class SupportLibrary:
         (empty when the mask is)."""
         stack = to_slices(image, self.spec)
         mask = mask_on_slices(lesion, stack)
-        pairs = lesion_slices(stack.pixels, mask, self.spec.support_slices_per_case, self.spec.support_window)
+        pairs = lesion_slices(stack.pixels, mask, self.spec.support_slices_per_case, self.spec.support_window,
+                              self.spec.support_context)
         return tuple(LabelledCase(img, msk, tumor_type, grade) for img, msk in pairs)
 
     def cases(self, exclude_series: str | None = None) -> list[SupportCase]:

@@ -8,6 +8,8 @@ resampled in-plane, slice positions kept); :func:`mask_on_slices` puts a label o
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -67,22 +69,40 @@ def _window(array: np.ndarray, centre: tuple[int, int], size: int, mode: str) ->
     return padded[top + size : top + 2 * size, left + size : left + 2 * size]
 
 
-def lesion_slices(pixels: np.ndarray, mask: np.ndarray, count: int, window: int | None = None
-                  ) -> list[tuple[np.ndarray, np.ndarray]]:
+def support_size(masks: Sequence[np.ndarray], window: int, context: float) -> int:
+    """The side of the square support cut for 2D lesion ``masks``: ``window`` pixels, or, when it is more,
+    ``context`` times the largest lesion extent among them rounded up to a multiple of 8 (the encoder's stride).
+
+    A fixed window is a tumour-sized cut; a vertebra or a whole cord section needs its surroundings too, or the
+    background prototypes never see what borders it in the query.
+    """
+    extent = 0
+    for mask in masks:
+        ys, xs = np.nonzero(mask)
+        if len(ys):
+            extent = max(extent, int(np.ptp(ys)) + 1, int(np.ptp(xs)) + 1)
+    wanted = math.ceil(context * extent)
+    return window if wanted <= window else -(-wanted // 8) * 8
+
+
+def lesion_slices(pixels: np.ndarray, mask: np.ndarray, count: int, window: int | None = None,
+                  context: float = 0.0) -> list[tuple[np.ndarray, np.ndarray]]:
     """The ``count`` slices with the largest lesion area, largest first, as ``(image, mask)`` 2D pairs.
 
-    With ``window``, each pair is cut to a ``window`` pixel square centred on that slice's lesion (the image
-    edge-padded, the mask zero-padded at the border). Slices without lesion are never returned.
+    With ``window``, each pair is cut to a square centred on that slice's lesion (the image edge-padded, the mask
+    zero-padded at the border): :func:`support_size` of the chosen slices' lesions, ``window`` and ``context``, so
+    every pair of one call has one size. Slices without lesion are never returned.
     """
     areas = (mask > 0).reshape(len(mask), -1).sum(axis=1).astype(np.int64)
     chosen = [int(z) for z in np.argsort(-areas, kind="stable")[:count] if areas[z] > 0]
+    size = support_size([mask[z] > 0 for z in chosen], window, context) if window else 0
     pairs = []
     for z in chosen:
         image, lesion = pixels[z], (mask[z] > 0).astype(np.float32)
-        if window:
+        if size:
             ys, xs = np.nonzero(lesion)
             centre = (round(float(ys.mean())), round(float(xs.mean())))
-            image, lesion = _window(image, centre, window, "edge"), _window(lesion, centre, window, "constant")
+            image, lesion = _window(image, centre, size, "edge"), _window(lesion, centre, size, "constant")
         pairs.append((image.astype(np.float32), lesion))
     return pairs
 

@@ -14,11 +14,11 @@ from dataclasses import replace
 import numpy as np
 import torch
 from monai.data import MetaTensor
-from monai.transforms import Compose, Orientationd, Spacingd
+from monai.transforms import Compose, Orientationd, ScaleIntensityd, Spacingd
 
 from hope.config import TaskDefinition
 from hope.phantoms import MR_SPEC, Phantom, generate_neck_ct, generate_neck_mr
-from hope.synthesis.pipeline import TISSUES
+from hope.synthesis.pipeline import RENDERED, TISSUES
 from hope.transforms import normalise_intensity
 
 #: The anatomies trained and evaluated on, for CT and MR alike: C1 to T1 at true size (1 x 1 x 1.5 mm; CT_SPEC would
@@ -51,9 +51,9 @@ def render_phantom(task: TaskDefinition, seed: int, rendering: str) -> Phantom:
 def on_task_grid(task: TaskDefinition, phantom: Phantom, images: Mapping[str, str]) -> dict[str, MetaTensor]:
     """Arrays of ``phantom`` as channel-first RAS volumes on the task's grid.
 
-    ``images`` maps output keys to the phantom's attribute names (``image``, ``label``, ``tissues``). ``image`` is
-    resampled linearly and normalised as the task's inference normalises; the maps are resampled nearest-neighbour
-    and kept uint8.
+    ``images`` maps output keys to the phantom's attribute names (``image``, ``label``, ``tissues``). The key
+    ``image`` is resampled linearly and normalised as the task's inference normalises, any other key holding the
+    phantom's image only resampled; the maps are resampled nearest-neighbour and kept uint8.
     """
     sx, sy, sz = phantom.spacing
     affine = torch.diag(torch.tensor([-sx, -sy, sz, 1.0], dtype=torch.float64))  # LPS, as ITK reads it, in RAS
@@ -70,11 +70,14 @@ def on_task_grid(task: TaskDefinition, phantom: Phantom, images: Mapping[str, st
 
 
 def anatomy_pool(task: TaskDefinition, seeds: Iterable[int]) -> list[dict[str, MetaTensor]]:
-    """Training anatomies: the tissue map (key ``tissues``) and task label (``label``) of each seed's phantom.
+    """Training anatomies: the tissue map (key ``tissues``), task label (``label``) and phantom rendering
+    (``rendered``, min-max scaled to ``[0, 1]``) of each seed's phantom, one item per rendering of the task's
+    modality (CT; or T1 and T2, sharing one anatomy).
 
-    The images are synthesised from ``tissues`` alone (:mod:`hope.synthesis.pipeline`); the phantom's rendered
-    image is never used.
+    The pipeline (:mod:`hope.synthesis.pipeline`) synthesises most images from ``tissues``, and keeps ``rendered``
+    for a share of them (``SynthesisSettings.rendered_prob``).
     """
-    first = renderings(task)[0]
-    return [on_task_grid(task, render_phantom(task, seed, first), {TISSUES: "tissues", "label": "label"})
-            for seed in seeds]
+    keys = {TISSUES: "tissues", "label": "label", RENDERED: "image"}
+    scale = ScaleIntensityd(keys=RENDERED, minv=0.0, maxv=1.0)
+    return [scale(on_task_grid(task, render_phantom(task, seed, rendering), keys))
+            for seed in seeds for rendering in renderings(task)]

@@ -1,9 +1,12 @@
 """The synthesis pipeline: (tissue map, task label) -> a random training image, as SynthSeg (Billot et al. 2023).
 
-Input keys: ``tissues`` (channel-first integer tissue classes) and ``label`` (the task's label values), on the task's
-grid (:mod:`hope.synthesis.anatomy`). Output keys: ``image`` and ``label``, patches of the task's ``patch_size``.
+Input keys: ``tissues`` (channel-first integer tissue classes), ``label`` (the task's label values) and ``rendered``
+(the phantom generator's own CT, T1 or T2 image of the anatomy, in ``[0, 1]``), on the task's grid
+(:mod:`hope.synthesis.anatomy`). Output keys: ``image`` and ``label``, patches of the task's ``patch_size``.
 Every call draws a new deformation, contrast and acquisition, so a network trained on the stream sees no fixed CT or
-MR contrast, and has to segment from shape and context alone.
+MR contrast, and has to segment from shape and context alone; a share ``rendered_prob`` of the images keeps the
+phantom's own rendering as the contrast (deformed and acquired alike), which anchors the network to the contrasts
+it serves while the random ones make it generalise.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 from monai.transforms import (
+    CopyItemsd,
     DeleteItemsd,
     EnsureTyped,
     OneOf,
@@ -38,6 +42,7 @@ from hope.synthesis.resolution import RandThickSlicesd
 from hope.transforms import normalise_intensity
 
 TISSUES = "tissues"
+RENDERED = "rendered"
 Range = tuple[float, float]
 _MARGIN = 4  # voxels rendered around a patch on each side, then cropped away: MONAI's blur pads with zeros and
              # would otherwise darken the patch's rim
@@ -55,6 +60,7 @@ class SynthesisSettings:
     mean_range: Range = (0.0, 1.0)  # class means
     std_range: Range = (0.0, 0.1)  # within-class texture
     merge_prob: float = 0.03  # per class: look like another class (~30 % of images merge some)
+    rendered_prob: float = 0.0  # per image: the phantom's own rendering instead of a random contrast
     # deformation of the label maps
     rotate_deg: float = 15.0  # about each axis, +-
     scale: float = 0.15  # per axis, +- (fraction)
@@ -94,24 +100,27 @@ def synthesis_transforms(task: TaskDefinition, settings: SynthesisSettings = Syn
     """
     return [
         *_deform_labels(task, settings),
-        RandGaussianMixtureFromLabelsd(keys=TISSUES, image_key="image", mean_range=settings.mean_range,
-                                       std_range=settings.std_range, merge_prob=settings.merge_prob),
+        OneOf([RandGaussianMixtureFromLabelsd(keys=TISSUES, image_key="image", mean_range=settings.mean_range,
+                                              std_range=settings.std_range, merge_prob=settings.merge_prob),
+               CopyItemsd(keys=RENDERED, names="image")],
+              weights=[1.0 - settings.rendered_prob, settings.rendered_prob]),
         *_acquire(task, settings),
         *_field_of_view_and_normalise(task, settings),
-        DeleteItemsd(keys=TISSUES),
+        DeleteItemsd(keys=[TISSUES, RENDERED]),
         EnsureTyped(keys=["image", "label"], track_meta=False),
     ]
 
 
 def _deform_labels(task: TaskDefinition, s: SynthesisSettings) -> list[Callable]:
-    """Affine then smooth elastic deformation of both label maps, nearest-neighbour, to a patch with a margin of
-    :data:`_MARGIN` voxels, then a flip.
+    """Affine then smooth elastic deformation of both label maps (nearest-neighbour) and the rendering (linear), to a
+    patch with a margin of :data:`_MARGIN` voxels, then a flip.
 
     The maps are resampled as float32 (MONAI resamples uint8 volumes several times slower). The elastic field is a
     few random control points upsampled linearly (``RandSmoothDeformd``): ``Rand3DElasticd`` smooths a full-size
     random field and costs most of a training step on a CPU.
     """
-    keys = [TISSUES, "label"]
+    keys = [TISSUES, "label", RENDERED]
+    modes = ["nearest", "nearest", "bilinear"]
     pre = task.preprocessing
     size = [n + 2 * _MARGIN for n in pre.patch_size]
     half_extent_mm = np.mean([n * mm / 2 for n, mm in zip(size, pre.spacing, strict=True)])
@@ -125,7 +134,7 @@ def _deform_labels(task: TaskDefinition, s: SynthesisSettings) -> list[Callable]
             shear_range=[s.shear] * 6,
             translate_range=[s.translate_mm / mm for mm in pre.spacing],
             scale_range=[s.scale] * 3,
-            mode="nearest",
+            mode=modes,
             padding_mode="zeros",
         ),
         RandSmoothDeformd(
@@ -136,7 +145,7 @@ def _deform_labels(task: TaskDefinition, s: SynthesisSettings) -> list[Callable]
             def_range=s.elastic_mm / half_extent_mm,
             field_mode="trilinear",
             align_corners=True,
-            grid_mode="nearest",
+            grid_mode=modes,
             grid_padding_mode="zeros",
         ),
         RandFlipd(keys=keys, prob=s.flip_prob, spatial_axis=0),
