@@ -1,4 +1,4 @@
-"""Pretrain a segmentation task's network on synthetic images only, so it segments real CT and MR alike.
+"""Pretrain a segmentation task's network on images made from phantom anatomies only, to segment real CT and MR alike.
 
 SynthSeg (Billot et al., Medical Image Analysis 2023): no real labelled scan exists to train on, so every training
 image is synthesised on the fly from a phantom anatomy's tissue map, with a random contrast (a Gaussian per
@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import io
+import json
 import math
 import os
 import time
@@ -123,8 +124,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.init is not None:  # go on from earlier weights (a longer budget, or a GPU after a CPU run)
         state = torch.load(args.init, map_location=device, weights_only=True)
         net.load_state_dict(state.get("model", state))
-        base["initialised_from"] = {"weights": _shown(args.init),
-                                  "sha256": hashlib.sha256(args.init.read_bytes()).hexdigest()}
+        base["initialised_from"] = _provenance(args.init)
 
     def checkpoint(progress: dict[str, Any]) -> None:
         _save(net, out, {**base, **progress, "complete": False})
@@ -258,6 +258,16 @@ def _save(net: torch.nn.Module, out: Path, report: dict[str, Any]) -> dict[str, 
     write_bytes(out, data)
     write_json(out.with_suffix(".json"), report)
     return report
+
+
+def _provenance(init: Path) -> dict[str, Any]:
+    """What ``--init`` weights were: their path and sha256, and the report beside them when there is one (which
+    holds its own ``initialised_from``), so a chain of runs stays on record in the last report."""
+    found: dict[str, Any] = {"weights": _shown(init), "sha256": hashlib.sha256(init.read_bytes()).hexdigest()}
+    report = init.with_suffix(".json")
+    if report.exists():
+        found["report"] = json.loads(report.read_text())
+    return found
 
 
 def _shown(path: Path) -> str:
