@@ -57,7 +57,9 @@ def test_every_finished_run_is_kept_with_metrics_data_and_author(hope_url: str, 
     assert "train_mean_dice" in newest["metrics"]
     assert any(key.startswith("train_C") for key in newest["metrics"])
     assert newest["training_data"], "the SEG series the version was trained on are recorded"
-    assert listing["versions"][0]["note"].startswith(("seeded initial model", "pretrained on synthetic images"))
+    first = listing["versions"][0]  # the shipped phantom-pretrained network (apps/hope/pretrained/spine_ct.pt)
+    assert first["started_by"] == "scripts/pretrain_synthesis.py"
+    assert first["note"].startswith("pretrained on phantom anatomies only")
     assert listing["serving"] == [v for v in listing["versions"] if v["promoted"] and v["servable"]][-1]["version"]
 
 
