@@ -180,7 +180,7 @@ def _train(
     # Dice over the batch and without background: small structures (discs, ~300 voxels) get a gradient from the
     # first steps; per-image Dice with background learnt only the canal in 250 steps on fixed phantom contrasts.
     loss_fn = DiceCELoss(to_onehot_y=True, softmax=True, include_background=False, batch=True)
-    dtype = torch.bfloat16 if plan.precision == "bf16" else torch.float32
+    bf16 = plan.precision == "bf16"
     loader = synthetic_loader(pool, synthesis_transforms(task, settings), batch_size=plan.batch_size,
                               batches=plan.steps or 10**9, workers=plan.workers, seed=plan.seed)
     budget = plan.minutes * 60 if plan.minutes is not None else math.inf
@@ -206,7 +206,7 @@ def _train(
         for group in optimizer.param_groups:
             group["lr"] = plan.learning_rate * 0.5 * (1.0 + math.cos(math.pi * min(fraction, 1.0)))
         optimizer.zero_grad()
-        with torch.autocast(device.type, dtype=dtype, enabled=plan.precision == "bf16"):
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
             logits = net(batch["image"].to(device))
         loss = loss_fn(logits.float(), batch["label"].to(device))
         loss.backward()
