@@ -5,7 +5,10 @@ Nothing is downloaded: the weights are generated here from the project's seeded 
 the served model meets the held-out types (``HELDOUT_TYPES``) as new types, as it will meet a real rare tumour.
 
 * segmentation: self-supervised superpixel pretraining on unlabelled base-type images, then episodic
-  meta-training on labelled base-type cases (as ``scripts/bench_fewshot.py`` trains it);
+  meta-training on labelled base-type cases (as ``scripts/bench_fewshot.py`` trains it) mixed, with
+  ``--anatomy-share``, with contrast-randomised episodes of spine anatomy whose support and query come from two
+  phantom subjects in two random contrasts (:mod:`hope.fewshot.anatomy_episodes`), so that the encoder learns to
+  match anatomy, not intensity, and a T2 support can find its structure in a T1 or a CT;
 * grading: meta-training of the lesion embedder on base-type grade and type episodes, and its temperature fitted
   on held-aside base-type cases.
 
@@ -17,7 +20,8 @@ file beside each checkpoint. Network sizes come from ``configs/tasks/<task>.yaml
     .venv/bin/python scripts/pretrain_fewshot.py                     # the shipped weights, about 8 min on 2 CPU cores
     .venv/bin/python scripts/pretrain_fewshot.py --quick             # smoke run, writes to a temporary folder
     .venv/bin/python scripts/pretrain_fewshot.py [--seed 0] [--ssl-steps N] [--meta-steps N] [--grader-steps N]
-                                                 [--per-type N] [--unlabelled N] [--out DIR]
+                                                 [--per-type N] [--unlabelled N] [--anatomy-share 0.5]
+                                                 [--anatomies 48] [--out DIR]
 """
 
 from __future__ import annotations
@@ -34,7 +38,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from hope.config import REPO_ROOT
+from hope.config import REPO_ROOT, load_task
+from hope.fewshot.anatomy_episodes import KINDS, anatomy_episodes, anatomy_slices, mixed_episodes
 from hope.fewshot.checkpoint import build_embedder, build_segmenter, load_grader, load_segmenter, save_checkpoint
 from hope.fewshot.config import load_fewshot_task
 from hope.fewshot.episodes import (
@@ -45,12 +50,20 @@ from hope.fewshot.episodes import (
     sample_segmentation_episode,
 )
 from hope.fewshot.grading import LesionGrader
-from hope.fewshot.meta_train import TrainConfig, calibrate_grader, meta_train_grader, meta_train_segmenter
+from hope.fewshot.meta_train import (
+    TrainConfig,
+    calibrate_grader,
+    labelled_episodes,
+    meta_train_grader,
+    train_episodic,
+)
 from hope.fewshot.prototypes import PrototypeSegmenter
 from hope.fewshot.ssl import pretrain_ssl
 from hope.phantoms.tumor_types import BASE_TYPES, HELDOUT_TYPES, generate_cases, generate_unlabelled
 
 SEGMENTATION_TASK = "fewshot_tumor"
+ANATOMY_TASK = "spine_mr"  # whose label names the anatomy episodes' phantoms are labelled with
+ANATOMY_FIRST_SEED = 30_000  # phantom seeds of the anatomy episodes' subjects
 GRADING_TASK = "tumor_grade"
 EPISODES_PER_STEP = 4
 SSL_MAX_SHOTS = 3
@@ -75,12 +88,13 @@ class Sizes:
     val_per_type: int
     unlabelled: int
     eval_episodes: int
+    anatomies: int
 
 
 DEFAULT = Sizes(ssl_steps=1200, meta_steps=1500, grader_steps=1500, per_type=60, val_per_type=10, unlabelled=600,
-                eval_episodes=EVAL_EPISODES)
+                eval_episodes=EVAL_EPISODES, anatomies=48)
 QUICK = Sizes(ssl_steps=10, meta_steps=10, grader_steps=10, per_type=12, val_per_type=10, unlabelled=24,
-              eval_episodes=5)
+              eval_episodes=5, anatomies=2)
 
 
 def dice(probability: torch.Tensor, mask: torch.Tensor, threshold: float = THRESHOLD) -> float:
@@ -148,6 +162,10 @@ def main() -> None:
     parser.add_argument("--grader-steps", type=int, help=f"grader meta-training steps ({DEFAULT.grader_steps})")
     parser.add_argument("--per-type", type=int, help=f"labelled training cases per base type ({DEFAULT.per_type})")
     parser.add_argument("--unlabelled", type=int, help=f"unlabelled images for SSL ({DEFAULT.unlabelled})")
+    parser.add_argument("--anatomy-share", type=float, default=0.5,
+                        help="share of meta-training episodes of contrast-randomised spine anatomy (default 0.5; 0: "
+                             "phantom tumour types only)")
+    parser.add_argument("--anatomies", type=int, help=f"phantom subjects of those episodes ({DEFAULT.anatomies})")
     parser.add_argument("--out", type=Path, help="output folder (default apps/hope/pretrained; with --quick a "
                                                  "temporary folder)")
     parser.add_argument("--quick", action="store_true", help="a tiny smoke run (well under a minute)")
@@ -164,7 +182,10 @@ def main() -> None:
         val_per_type=base_sizes.val_per_type,
         unlabelled=args.unlabelled if args.unlabelled is not None else base_sizes.unlabelled,
         eval_episodes=base_sizes.eval_episodes,
+        anatomies=args.anatomies if args.anatomies is not None else base_sizes.anatomies,
     )
+    if not 0.0 <= args.anatomy_share <= 1.0:
+        raise SystemExit(f"--anatomy-share is a share in [0, 1], got {args.anatomy_share}")
     if args.out is not None:
         out = args.out
     elif args.quick:
@@ -183,6 +204,9 @@ def main() -> None:
     base_val = group_by_type(generate_cases(BASE_TYPES, sizes.val_per_type, seed=10 * seed + 1))
     unlabelled = generate_unlabelled(sizes.unlabelled, BASE_TYPES, seed=seed)
     heldout = group_by_type(generate_cases(HELDOUT_TYPES, EVAL_PER_TYPE, seed=EVAL_SEED))
+    first_anatomy = ANATOMY_FIRST_SEED + sizes.anatomies * seed
+    anatomy_seeds = range(first_anatomy, first_anatomy + sizes.anatomies)
+    subjects = anatomy_slices(load_task(ANATOMY_TASK), anatomy_seeds) if args.anatomy_share > 0 else []
     timings["data_s"] = time.perf_counter() - start
 
     torch.manual_seed(seed)
@@ -191,7 +215,11 @@ def main() -> None:
     pretrain_ssl(segmenter, unlabelled, train(sizes.ssl_steps), max_shots=SSL_MAX_SHOTS)
     timings["ssl_s"] = time.perf_counter() - start
     start = time.perf_counter()
-    meta_train_segmenter(segmenter, base, train(sizes.meta_steps))
+    episodes = labelled_episodes(base)
+    if subjects:
+        episodes = mixed_episodes([(episodes, 1.0 - args.anatomy_share),
+                                   (anatomy_episodes(subjects, seg_task.slices), args.anatomy_share)])
+    train_episodic(segmenter, episodes, train(sizes.meta_steps), desc="meta-train")
     timings["meta_train_seg_s"] = time.perf_counter() - start
 
     torch.manual_seed(seed)
@@ -210,8 +238,11 @@ def main() -> None:
 
     seg_steps = {"ssl": sizes.ssl_steps, "meta_train": sizes.meta_steps}
     grade_steps = {"meta_train": sizes.grader_steps}
+    anatomy = {"share": args.anatomy_share, "kinds": list(KINDS), "subjects": len(subjects),
+               "phantom_seeds": [anatomy_seeds[0], anatomy_seeds[-1]] if subjects else []}
     seg_path = save_checkpoint(out / f"{SEGMENTATION_TASK}.pt", seg_task, segmenter,
-                               {"phantom_types": list(BASE_TYPES), "seed": seed, "steps": seg_steps})
+                               {"phantom_types": list(BASE_TYPES), "seed": seed, "steps": seg_steps,
+                                "anatomy_episodes": anatomy})
     grade_path = save_checkpoint(out / f"{GRADING_TASK}.pt", grade_task, embedder,
                                  {"phantom_types": list(BASE_TYPES), "seed": seed, "steps": grade_steps},
                                  temperature=temperature)
@@ -243,6 +274,7 @@ def main() -> None:
         **seg_metrics,
         "steps": seg_steps,
         "data": {"labelled_per_base_type": sizes.per_type, "unlabelled_images": sizes.unlabelled},
+        "anatomy_episodes": anatomy,
         "reload_matches": seg_ok,
         **common,
     })

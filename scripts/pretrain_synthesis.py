@@ -45,7 +45,8 @@ from hope.config import REPO_ROOT, TaskDefinition, load_task
 from hope.fileio import write_bytes, write_json
 from hope.networks import build_network
 from hope.synthesis.anatomy import anatomy_pool, on_task_grid, render_phantom, renderings
-from hope.synthesis.dataset import synthetic_loader
+from hope.synthesis.dataset import mix_pool, synthetic_loader
+from hope.synthesis.donors import donor_pool, donor_scans
 from hope.synthesis.evaluation import held_out_dice
 from hope.synthesis.pipeline import SynthesisSettings, synthesis_transforms
 
@@ -56,6 +57,9 @@ TINY_PATCH = (32, 32, 32)
 LOSS = "DiceCE, Dice over the batch without background"
 NOTE = ("phantoms only, no real scan: held-out Dice is on synthetic images and on the phantom generator's own "
         "renderings of held-out anatomies; neither says how the network does on real scans or real tumours")
+
+NOTE_DONORS = ("phantoms and real label maps of the other modality: held-out Dice is on phantoms; "
+               "scripts/bench_real.py measures the network on real scans of its own modality, none of them trained on")
 
 
 @dataclass(frozen=True)
@@ -120,6 +124,19 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     print(f"generating {plan.anatomies} training anatomies for {task.name} ...")
     pool = anatomy_pool(task, range(TRAIN_FIRST_SEED, TRAIN_FIRST_SEED + plan.anatomies))
+    if args.real_anatomy is not None:
+        donors = donor_pool(task, args.real_anatomy)
+        pool = mix_pool(pool, donors, args.donor_share)
+        base["donors"] = [{"scan": s.name, "modality": s.modality, "patient": s.patient, "source": s.source}
+                          for s in donor_scans(task, args.real_anatomy)]
+        base["donor_share"] = args.donor_share
+        base["training_data"] = (f"{1 - args.donor_share:.0%} of the images from phantom anatomies, "
+                                 f"{args.donor_share:.0%} from the label maps of {len(donors)} real scans of the "
+                                 "other modality (hope.synthesis.donors: none is a scan of the task's modality, "
+                                 "which bench_real tests on); of either, "
+                                 f"{settings.rendered_prob:.0%} keep their own rendering or real image as contrast, "
+                                 "the rest random contrasts from their tissue maps")
+        base["note"] = NOTE_DONORS
     net = build_network(task).to(device)
     if args.init is not None:  # go on from earlier weights (a longer budget, or a GPU after a CPU run)
         state = torch.load(args.init, map_location=device, weights_only=True)
@@ -151,7 +168,7 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--held-out", type=int, default=4, help="held-out phantoms (default 4)")
     parser.add_argument("--batch-size", type=int, help="default: the task profile's train_batch_size")
     parser.add_argument("--lr", type=float, default=2e-3, help="peak learning rate of AdamW (default 0.002)")
-    parser.add_argument("--rendered-share", type=float, default=0.5,
+    parser.add_argument("--rendered-share", type=_share, default=0.5,
                         help="share of images that keep the phantom's own CT/T1/T2 rendering as their contrast "
                         "(default 0.5; 0: random contrasts only, as SynthSeg)")
     parser.add_argument("--precision", choices=("bf16", "fp32"), default="bf16",
@@ -160,9 +177,22 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, help="weights path (default: the task's network.pretrained)")
     parser.add_argument("--init", type=Path, help="start from these weights ({'model': state_dict}), e.g. the shipped "
                         "ones, to train on; the report records them")
+    parser.add_argument("--real-anatomy", type=Path, metavar="DIR",
+                        help="also train on the label maps of the real scans in DIR (shared/data) of the modality the "
+                        "task does not annotate (hope.synthesis.donors); default: phantoms only")
+    parser.add_argument("--donor-share", type=_share, default=0.5,
+                        help="with --real-anatomy: the share of images made from real label maps (default 0.5)")
     parser.add_argument("--json", type=Path, help="write the report here too")
     parser.add_argument("--tiny", action="store_true", help="two steps on a small patch, a smoke test (needs --out)")
     return parser.parse_args(argv)
+
+
+def _share(text: str) -> float:
+    """A command-line share in ``[0, 1]``."""
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"a share lies in [0, 1], got {value}")
+    return value
 
 
 def _train(

@@ -142,16 +142,20 @@ def _on_grid(label: sitk.Image, image: sitk.Image) -> sitk.Image:
     return sitk.Resample(label, image, sitk.Transform(), sitk.sitkNearestNeighbor, 0, label.GetPixelID())
 
 
+def read_labels(scan: RealScan, data_dir: Path, image: sitk.Image) -> dict[str, np.ndarray]:
+    """Every label file ``scan``'s structures come from, as ``(z, y, x)`` arrays on ``image``'s grid (all their
+    values, not only the structures')."""
+    folder = data_dir / scan.folder
+    return {name: sitk.GetArrayFromImage(_on_grid(sitk.ReadImage(str(folder / name)), image))
+            for name in dict.fromkeys(s.label for s in scan.structures)}
+
+
 def load_scan(scan: RealScan, data_dir: Path) -> LoadedScan:
     """Read ``scan``'s image and its structures' masks from ``data_dir``."""
-    folder = data_dir / scan.folder
-    image = _read_image(folder / scan.image)
-    labels: dict[str, np.ndarray] = {}
+    image = _read_image(data_dir / scan.folder / scan.image)
+    labels = read_labels(scan, data_dir, image)
     masks = {}
     for structure in scan.structures:
-        if structure.label not in labels:
-            labels[structure.label] = sitk.GetArrayFromImage(_on_grid(sitk.ReadImage(str(folder / structure.label)),
-                                                                      image))
         mask = np.isin(labels[structure.label], structure.values)
         if mask.any():
             masks[structure.name] = mask
@@ -165,8 +169,9 @@ def load_scans(data_dir: Path, names: set[str] | None = None) -> list[LoadedScan
     return [load_scan(s, data_dir) for s in real_scans(data_dir) if names is None or s.name in names]
 
 
-def crop_to_structures(loaded: LoadedScan, margin_mm: float) -> LoadedScan:
-    """``loaded`` cut to the bounding box of all its structures, ``margin_mm`` wider on each side (within the image)."""
+def structure_bounds(loaded: LoadedScan, margin_mm: float) -> tuple[slice, slice, slice]:
+    """The ``(z, y, x)`` slices of the bounding box of all ``loaded``'s structures, ``margin_mm`` wider on each side
+    (within the image)."""
     union = np.logical_or.reduce(list(loaded.masks.values()))
     spacing_zyx = loaded.image.GetSpacing()[::-1]
     bounds = []
@@ -175,4 +180,10 @@ def crop_to_structures(loaded: LoadedScan, margin_mm: float) -> LoadedScan:
         margin = int(np.ceil(margin_mm / spacing))
         bounds.append(slice(max(0, int(present[0]) - margin), min(n, int(present[-1]) + 1 + margin)))
     z, y, x = bounds
+    return z, y, x
+
+
+def crop_to_structures(loaded: LoadedScan, margin_mm: float) -> LoadedScan:
+    """``loaded`` cut to the bounding box of all its structures, ``margin_mm`` wider on each side (within the image)."""
+    z, y, x = structure_bounds(loaded, margin_mm)
     return LoadedScan(loaded.scan, loaded.image[x, y, z], {name: m[z, y, x] for name, m in loaded.masks.items()})

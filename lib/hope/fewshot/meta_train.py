@@ -51,20 +51,34 @@ def segmentation_loss(logits: torch.Tensor, masks: torch.Tensor) -> torch.Tensor
 
 
 def episodes_loss(segmenter: PrototypeSegmenter, episodes: Sequence[SegmentationEpisode]) -> torch.Tensor:
-    """Mean segmentation loss over episodes, with every image of every episode encoded in one batch."""
+    """Mean segmentation loss over episodes, with the images of every episode encoded in one batch per image size
+    (the encoder's instance normalisation makes that the same as encoding each alone)."""
     device = next(segmenter.parameters()).device
-    images = torch.cat([t for e in episodes for t in (e.support.images, e.query.images)]).to(device)
-    features = segmenter.encoder(images)
-    loss, start = torch.zeros((), device=device), 0
-    for episode in episodes:
-        k, q = len(episode.support), len(episode.query)
-        support_features, query_features = features[start : start + k], features[start + k : start + k + q]
-        start += k + q
+    stacks = [t.to(device) for e in episodes for t in (e.support.images, e.query.images)]
+    features = _encode_by_size(segmenter.encoder, stacks)
+    loss = torch.zeros((), device=device)
+    for i, episode in enumerate(episodes):
+        support_features, query_features = features[2 * i], features[2 * i + 1]
         logits = segmenter.logits_from_features(
-            support_features, episode.support.masks.to(device), query_features, images.shape[-2:]
+            support_features, episode.support.masks.to(device), query_features, stacks[2 * i + 1].shape[-2:]
         )
         loss = loss + segmentation_loss(logits, episode.query.masks.to(device))
     return loss / len(episodes)
+
+
+def _encode_by_size(encoder: torch.nn.Module, stacks: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+    """The features of each ``(n, 1, H, W)`` stack, the stacks of one ``(H, W)`` encoded together."""
+    by_size: dict[tuple[int, ...], list[int]] = {}
+    for i, stack in enumerate(stacks):
+        by_size.setdefault(tuple(stack.shape[-2:]), []).append(i)
+    features: list[torch.Tensor] = [torch.empty(0)] * len(stacks)
+    for indices in by_size.values():
+        encoded = encoder(torch.cat([stacks[i] for i in indices]))
+        start = 0
+        for i in indices:
+            features[i] = encoded[start : start + len(stacks[i])]
+            start += len(stacks[i])
+    return features
 
 
 def optimise(

@@ -1,0 +1,211 @@
+"""Real label maps as training anatomy: the shared data's labelled scans of the *other* modality than a task's.
+
+SynthSeg trains on images synthesised from real segmentations. HOPE's real labelled scans (``shared/data``,
+:mod:`hope.benchmarks.real_cases`) are few, and every one of a task's own modality is a test case of
+``scripts/bench_real.py``; so a task takes as donors only the scans of the other modality (``spine_mr`` learns from
+the CTs' label maps, ``spine_ct`` from the MRs'), and no subject it is tested on is trained on. Synthesis is
+contrast-agnostic, so a CT's anatomy teaches an MR network as well as an MR's would.
+
+A donor item has the keys of :func:`hope.synthesis.anatomy.anatomy_pool`, on the task's grid:
+
+- ``tissues``: every value of the donor's label files is a tissue class (TotalSegmentator's organs, muscles and
+  bones; TPTBox's vertebral sub-regions), and the unlabelled voxels are split into :data:`BACKGROUND_CLASSES`
+  classes by the quantiles of the donor's own intensities, so the synthesised surroundings keep the real scan's
+  texture (SynthSeg's extra-cerebral classes).
+- ``label``: the task's labels. Named levels keep their names (TPTBox's C5-C7); unnamed vertebrae (a union, or one
+  value per level of the thoracolumbar spine) become the task's lowest levels in head-to-foot order, ending at C7,
+  and each disc is named after the vertebra above it. Real thoracolumbar anatomy stands in for cervical anatomy:
+  its shapes and surroundings are real, its level names are not. A donor without a canal label gets one drawn as
+  the cord widened by :data:`CANAL_MARGIN_MM` (outside bone and discs), a rough stand-in.
+- ``rendered``: the donor's real image, windowed to its 0.5th-99.5th percentiles in ``[0, 1]``: its own real contrast.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+import torch
+from monai.data import MetaTensor
+from monai.transforms import (
+    Compose,
+    EnsureChannelFirstd,
+    LoadImaged,
+    Orientationd,
+    ScaleIntensityRangePercentilesd,
+    Spacingd,
+)
+from scipy import ndimage
+
+from hope.benchmarks.real_cases import (
+    LoadedScan,
+    RealScan,
+    crop_to_structures,
+    label_kind,
+    load_scan,
+    read_labels,
+    real_scans,
+    structure_bounds,
+)
+from hope.config import TaskDefinition
+from hope.synthesis.pipeline import RENDERED, TISSUES
+
+BACKGROUND_CLASSES = 6  # intensity classes of a donor's unlabelled voxels
+CANAL_MARGIN_MM = 3.0  # the drawn canal's CSF around a cord, for donors without a canal label
+CROP_MARGIN_MM = 40.0  # a donor is cut to its spine structures and this much around them, so that the pipeline's
+                       # patches (centred on the volume, then shifted) hold the spine
+MIN_COMPONENT_VOXELS = 30  # smaller pieces of a split union are left unnamed (label 0, tissue kept)
+
+
+def donor_scans(task: TaskDefinition, data_dir: Path) -> list[RealScan]:
+    """The real scans that may train ``task``: of a modality the task does not annotate, with vertebrae labelled
+    (a scan with the cord alone would teach that its unlabelled vertebrae are background)."""
+    return [s for s in real_scans(data_dir) if s.modality not in task.modalities and "vertebra" in s.kinds()]
+
+
+def donor_pool(task: TaskDefinition, data_dir: Path) -> list[dict[str, MetaTensor]]:
+    """The donor items of ``task`` (:func:`donor_scans`), on its grid; raises ``FileNotFoundError`` without
+    ``data_dir``."""
+    if not data_dir.is_dir():
+        raise FileNotFoundError(f"shared data folder {data_dir} is missing: pass the folder that holds the real "
+                                "labelled scans (shared/data), or train on phantoms alone")
+    items = []
+    for scan in donor_scans(task, data_dir):
+        whole = load_scan(scan, data_dir)
+        z, y, x = structure_bounds(whole, CROP_MARGIN_MM)
+        label_files = {name: a[z, y, x] for name, a in read_labels(scan, data_dir, whole.image).items()}
+        items.append(donor_item(task, crop_to_structures(whole, CROP_MARGIN_MM), label_files))
+    return items
+
+
+def donor_item(task: TaskDefinition, loaded: LoadedScan, label_files: Mapping[str, np.ndarray]
+               ) -> dict[str, MetaTensor]:
+    """One donor's ``tissues``, ``label`` and ``rendered`` on the task's grid (channel-first RAS).
+
+    Args:
+        task: the task whose labels and grid the item takes.
+        loaded: the donor scan and its reference masks (:func:`hope.benchmarks.real_cases.load_scan`).
+        label_files: every label file of the scan, whole, on the image's grid
+            (:func:`hope.benchmarks.real_cases.read_labels`).
+    """
+    image = sitk.GetArrayFromImage(loaded.image).astype(np.float32)
+    tissues = tissue_map(image, list(label_files.values()))
+    label, drawn_canal = task_label(task, loaded, label_files)
+    if drawn_canal is not None:
+        tissues[drawn_canal] = tissues.max() + 1
+    return _on_task_grid(task, loaded.image, {TISSUES: tissues, "label": label, RENDERED: image})
+
+
+def tissue_map(image: np.ndarray, label_arrays: Sequence[np.ndarray]) -> np.ndarray:
+    """Tissue classes: ``1..BACKGROUND_CLASSES`` for the unlabelled voxels by intensity quantile, then one class per
+    value of each label array (a later array's values over an earlier's where both label a voxel)."""
+    labelled = np.logical_or.reduce([a > 0 for a in label_arrays])
+    edges = np.quantile(image[~labelled], np.linspace(0, 1, BACKGROUND_CLASSES + 1)[1:-1])
+    tissues = (1 + np.searchsorted(edges, image)).astype(np.int32)
+    next_class = BACKGROUND_CLASSES + 1
+    for array in label_arrays:
+        for value in np.unique(array[array > 0]):
+            tissues[array == value] = next_class
+            next_class += 1
+    return tissues
+
+
+def task_label(task: TaskDefinition, loaded: LoadedScan, label_files: Mapping[str, np.ndarray]
+               ) -> tuple[np.ndarray, np.ndarray | None]:
+    """The task's label map of a donor (see the module's docstring), and the canal it drew (``None`` if none)."""
+    labels = task.labels
+    label = np.zeros(loaded.image.GetSize()[::-1], dtype=np.uint8)
+    levels = _vertebra_levels(task, loaded, label_files)
+    heights = {name: _height(loaded, mask) for name, mask in levels}
+    for name, mask in levels:
+        label[mask] = labels[name]
+    named_discs = [(name, m) for name, m in loaded.masks.items() if label_kind(name) == "disc" and name in labels]
+    for mask in _pieces(loaded, "disc", label_files):
+        above = [name for name, height in heights.items() if height > _height(loaded, mask)]
+        named_discs.append((_disc_below(task, min(above, key=heights.__getitem__)) if above else None, mask))
+    for name, mask in named_discs:
+        if name in labels:
+            label[mask] = labels[name]
+    cord = loaded.kind_mask("cord")
+    canal = loaded.kind_mask("canal")
+    drawn = None
+    if cord is not None and canal is None and ({"canal", "spinal_canal"} & set(labels)):
+        spacing_zyx = loaded.image.GetSpacing()[::-1]
+        near = ndimage.distance_transform_edt(~cord, sampling=spacing_zyx) <= CANAL_MARGIN_MM
+        canal = drawn = near & ~cord & (label == 0)
+    if "cord" in labels:
+        for mask, name in ((canal, "canal"), (cord, "cord")):
+            if mask is not None and name in labels:
+                label[mask] = labels[name]
+    elif "spinal_canal" in labels:
+        for mask in (canal, cord):
+            if mask is not None:
+                label[mask] = labels["spinal_canal"]
+    return label, drawn
+
+
+def _vertebra_levels(task: TaskDefinition, loaded: LoadedScan, label_files: Mapping[str, np.ndarray]
+                     ) -> list[tuple[str, np.ndarray]]:
+    """The donor's vertebrae as (task level name, mask): named levels as named, the rest (pieces of unions) the
+    task's lowest levels, head to foot, ending at its last."""
+    order = [name for name in task.labels if label_kind(name) == "vertebra"]
+    named = [(name, m) for name, m in loaded.masks.items() if label_kind(name) == "vertebra" and name in order]
+    if named:
+        return named
+    pieces = sorted(_pieces(loaded, "vertebra", label_files), key=lambda m: -_height(loaded, m))[-len(order):]
+    return list(zip(order[len(order) - len(pieces):], pieces, strict=True))
+
+
+def _pieces(loaded: LoadedScan, kind: str, label_files: Mapping[str, np.ndarray]) -> list[np.ndarray]:
+    """The union structure named ``kind`` one mask per level: per reference value when the union has several (one
+    per TotalSegmentator vertebra), else its connected components; pieces under :data:`MIN_COMPONENT_VOXELS` voxels
+    are left out."""
+    union = next((s for s in loaded.scan.structures if s.name == kind and kind in loaded.masks), None)
+    if union is None:
+        return []
+    if len(union.values) > 1:
+        pieces = [label_files[union.label] == v for v in union.values]
+    else:
+        components, count = ndimage.label(loaded.masks[kind])
+        pieces = [components == i for i in range(1, count + 1)]
+    return [p for p in pieces if p.sum() >= MIN_COMPONENT_VOXELS]
+
+
+def _height(loaded: LoadedScan, mask: np.ndarray) -> float:
+    """The head-to-foot position (LPS z, mm) of ``mask``'s centroid."""
+    centroid = np.argwhere(mask).mean(axis=0)[::-1]
+    return loaded.image.TransformContinuousIndexToPhysicalPoint([float(c) for c in centroid])[2]
+
+
+def _disc_below(task: TaskDefinition, vertebra: str) -> str | None:
+    """The task's disc name below ``vertebra`` (``disc_C5_C6``; ``disc_C7_T1`` for the last), ``None`` if none."""
+    for name in task.labels:
+        if label_kind(name) == "disc" and name.split("_")[1] == vertebra:
+            return name
+    return None
+
+
+def _on_task_grid(task: TaskDefinition, grid: sitk.Image, arrays: Mapping[str, np.ndarray]
+                  ) -> dict[str, MetaTensor]:
+    """``arrays`` (``(z, y, x)`` on ``grid``) as channel-first RAS volumes at the task's spacing: the maps nearest
+    neighbour and uint8, ``rendered`` linear and windowed to ``[0, 1]``."""
+    with tempfile.TemporaryDirectory(prefix="hope-donor-") as tmp:
+        paths = {}
+        for key, array in arrays.items():
+            volume = sitk.GetImageFromArray(array.astype(np.float32 if key == RENDERED else np.uint8))
+            volume.CopyInformation(grid)
+            paths[key] = str(Path(tmp) / f"{key}.nii.gz")
+            sitk.WriteImage(volume, paths[key])
+        keys = list(paths)
+        out = Compose([
+            LoadImaged(keys=keys, reader="ITKReader"),
+            EnsureChannelFirstd(keys=keys),
+            Orientationd(keys=keys, axcodes="RAS"),
+            Spacingd(keys=keys, pixdim=task.preprocessing.spacing,
+                     mode=["bilinear" if k == RENDERED else "nearest" for k in keys]),
+            ScaleIntensityRangePercentilesd(keys=RENDERED, lower=0.5, upper=99.5, b_min=0.0, b_max=1.0, clip=True),
+        ])(paths)
+    return {k: out[k] if k == RENDERED else out[k].to(torch.uint8) for k in keys}
