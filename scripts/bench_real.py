@@ -104,8 +104,25 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--tasks", help="supervised tasks, comma-separated (default: configs/server.yaml's tasks)")
     parser.add_argument("--pairs", help="few-shot pairs, comma-separated names like 'cord: mr-t2-tptbox -> "
                                         "mr-t2-cord' (default: the mode's)")
+    parser.add_argument("--weights", action="append", default=[], metavar="TASK=PATH",
+                        help="score these weights as the task's served ones instead of the shipped (a supervised "
+                             f"task's pretraining output, or {FEWSHOT_TASK}'s); repeatable")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     return parser.parse_args(argv)
+
+
+def parse_weights(items: Sequence[str]) -> dict[str, Path]:
+    """``TASK=PATH`` items as a mapping; a ``SystemExit`` that says what is wrong for a malformed item or a
+    missing file."""
+    weights = {}
+    for item in items:
+        task, sep, path = item.partition("=")
+        if not sep or not task or not path:
+            raise SystemExit(f"--weights takes TASK=PATH, got {item!r}")
+        if not Path(path).is_file():
+            raise SystemExit(f"--weights {item}: no file {path}")
+        weights[task] = Path(path)
+    return weights
 
 
 def supervised_tasks(names: Sequence[str]) -> tuple[list[TaskDefinition], list[str]]:
@@ -216,6 +233,7 @@ def print_fewshot(fewshot: dict[str, Any], encoders: dict[str, str]) -> None:
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """Run the benchmark, print its tables, write the JSON; returns the result."""
     args = parse_args(argv)
+    candidates = parse_weights(args.weights)
     mode = QUICK if args.quick else FULL
     data_dir = args.shared / "data"
     start = time.perf_counter()
@@ -226,13 +244,13 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     names = [n.strip() for n in args.tasks.split(",")] if args.tasks else list(load_server_settings().tasks)
     tasks, missing = supervised_tasks(names)
     cases = [crop_to_structures(s, mode.crop_margin_mm) if mode.crop_margin_mm is not None else s for s in scans]
-    supervised = evaluate_supervised(tasks, cases, args.device)
+    supervised = evaluate_supervised(tasks, cases, args.device, candidates)
     supervised["not_compared"] = missing + supervised["not_compared"]
     supervised_s = time.perf_counter() - start
 
     start = time.perf_counter()
     task = load_fewshot_task(FEWSHOT_TASK)
-    segmenters, encoders = fewshot_segmenters(task, args.device)
+    segmenters, encoders = fewshot_segmenters(task, args.device, candidates.get(FEWSHOT_TASK))
     chosen = [n.strip() for n in args.pairs.split(",")] if args.pairs else mode.pairs
     pairs = select_pairs(cross_patient_pairs(real_scans(data_dir)), chosen)
     fewshot = evaluate_fewshot(segmenters, scans, pairs, task, SHOTS, mode.max_query_slices)

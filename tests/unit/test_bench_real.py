@@ -185,3 +185,13 @@ def test_missing_figures_say_why(bench: ModuleType) -> None:
     values, why = bench.summarise({"rows": []}, one_pair, "no shipped encoder at x.pt")
     assert why["fewshot_dice_cross_patient_1shot"] == "no shipped encoder at x.pt"
     assert bench.ratio(0.5, [0.25, None]) == 2.0 and bench.ratio(0.5, [0.0]) is None
+
+
+def test_candidate_weights_are_named_and_checked(bench: ModuleType, tmp_path: Path) -> None:
+    weights = tmp_path / "w.pt"
+    weights.write_bytes(b"x")
+    assert bench.parse_weights([f"spine_mr={weights}"]) == {"spine_mr": weights}
+    with pytest.raises(SystemExit, match="TASK=PATH"):
+        bench.parse_weights(["spine_mr"])
+    with pytest.raises(SystemExit, match="no file"):
+        bench.parse_weights([f"spine_mr={tmp_path / 'missing.pt'}"])

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -146,14 +147,18 @@ def query_block(structures: Iterable[StructureSlices], max_slices: int | None) -
     return slice(start, start + max_slices)
 
 
-def fewshot_segmenters(task: FewShotDefinition, device: str) -> tuple[dict[str, PrototypeSegmenter], dict[str, str]]:
-    """The shipped segmenter (``served``, left out when the repository has none) and a seeded, untrained one, on
-    ``device``; and where each comes from."""
+def fewshot_segmenters(task: FewShotDefinition, device: str, candidate: Path | None = None
+                       ) -> tuple[dict[str, PrototypeSegmenter], dict[str, str]]:
+    """The shipped segmenter (``served``, left out when the repository has none; ``candidate``'s weights instead
+    when given) and a seeded, untrained one, on ``device``; and where each comes from."""
     torch.manual_seed(UNTRAINED_SEED)
     segmenters = {"untrained": build_segmenter(task).eval()}
     sources = {"untrained": f"untrained, torch.manual_seed({UNTRAINED_SEED})"}
     shipped = REPO_ROOT / task.pretrained if task.pretrained else None
-    if shipped is not None and shipped.exists():
+    if candidate is not None:
+        segmenters["served"] = load_segmenter(candidate, task)
+        sources["served"] = f"candidate {candidate}"
+    elif shipped is not None and shipped.exists():
         segmenters["served"] = load_segmenter(shipped, task)
         sources["served"] = f"shipped {task.pretrained}"
     else:

@@ -73,9 +73,10 @@ def predict(infer: SegmentationInfer, image_path: Path, grid: sitk.Image, device
     return sitk.GetArrayFromImage(label)
 
 
-def evaluate_supervised(tasks: Sequence[TaskDefinition], scans: Sequence[LoadedScan], device: str
-                        ) -> dict[str, Any]:
-    """Dice of each task's served and untrained weights on the scans of a modality it annotates.
+def evaluate_supervised(tasks: Sequence[TaskDefinition], scans: Sequence[LoadedScan], device: str,
+                        candidates: Mapping[str, Path] | None = None) -> dict[str, Any]:
+    """Dice of each task's served and untrained weights on the scans of a modality it annotates (``candidates``:
+    task name -> weights to score as ``served`` instead of the shipped ones, e.g. a pretraining run's).
 
     Returns ``{"tasks": {task: {"served", "untrained", "served_is_untrained"}}, "rows": [{"task", "case",
     "structure", "served", "untrained"}], "not_compared": [why a reference structure has no row]}``.
@@ -89,7 +90,8 @@ def evaluate_supervised(tasks: Sequence[TaskDefinition], scans: Sequence[LoadedS
             sitk.WriteImage(loaded.image, str(images[loaded.scan.name]))
         for task in tasks:
             untrained = write_untrained(task, folder / f"{task.name}-untrained.pt")
-            served = served_weights(task)
+            candidate = (candidates or {}).get(task.name)
+            served = Weights(candidate, f"candidate {candidate}") if candidate else served_weights(task)
             result["tasks"][task.name] = {
                 "served": served.source if served else f"{untrained.source} (nothing shipped at "
                                                        f"{task.network.pretrained}: HOPE's first version)",
