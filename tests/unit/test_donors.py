@@ -25,7 +25,7 @@ def test_donors_are_never_scans_of_the_tasks_modality(shared_data: Path, name: s
     assert all("vertebra" in s.kinds() for s in donors)  # the cord-only SCT scan would teach vertebrae as background
 
 
-def test_spine_mr_donors_carry_cervical_levels_a_cord_and_a_canal(shared_data: Path) -> None:
+def test_spine_mr_donors_carry_cervical_levels_discs_a_cord_and_a_canal(shared_data: Path) -> None:
     task = load_task("spine_mr").with_profile("cpu")
     pool = donor_pool(task, shared_data)
     names = {v: k for k, v in task.labels.items()}
@@ -36,6 +36,9 @@ def test_spine_mr_donors_carry_cervical_levels_a_cord_and_a_canal(shared_data: P
         levels = sorted(n for n in present if label_kind(n) == "vertebra")
         assert levels and levels[-1] == "C7", present  # thoracolumbar vertebrae end the column at C7, in order
         assert {"cord", "canal"} <= present  # the CTs have no canal label: it is drawn around the cord
+        # nor disc labels: they are drawn between consecutive vertebrae, named after the one above
+        discs = {n for n in present if label_kind(n) == "disc"}
+        assert discs and all(f"disc_{level}_" in " ".join(discs) for level in levels[-2:-1])
         assert float(item[RENDERED].min()) >= 0.0 and float(item[RENDERED].max()) <= 1.0
         # every task label lies on a tissue class of its own or a real labelled structure, not on the background's
         labelled = item["label"] > 0

@@ -16,7 +16,9 @@ A donor item has the keys of :func:`hope.synthesis.anatomy.anatomy_pool`, on the
   value per level of the thoracolumbar spine) become the task's lowest levels in head-to-foot order, ending at C7,
   and each disc is named after the vertebra above it. Real thoracolumbar anatomy stands in for cervical anatomy:
   its shapes and surroundings are real, its level names are not. A donor without a canal label gets one drawn as
-  the cord widened by :data:`CANAL_MARGIN_MM` (outside bone and discs), a rough stand-in.
+  the cord widened by :data:`CANAL_MARGIN_MM` (outside bone and discs), and one without disc labels (the CTs) gets
+  discs drawn in the unlabelled gaps between consecutive vertebrae in front of the cord (:func:`_drawn_discs`):
+  rough stand-ins, each a tissue of its own.
 - ``rendered``: the donor's real image, windowed to its 0.5th-99.5th percentiles in ``[0, 1]``: its own real contrast.
 """
 
@@ -57,6 +59,7 @@ BACKGROUND_CLASSES = 6  # intensity classes of a donor's unlabelled voxels
 CANAL_MARGIN_MM = 3.0  # the drawn canal's CSF around a cord, for donors without a canal label
 CROP_MARGIN_MM = 40.0  # a donor is cut to its spine structures and this much around them, so that the pipeline's
                        # patches (centred on the volume, then shifted) hold the spine
+DISC_GAP_MM = 15.0  # the widest gap between two vertebrae that a drawn disc fills
 MIN_COMPONENT_VOXELS = 30  # smaller pieces of a split union are left unnamed (label 0, tissue kept)
 
 
@@ -93,9 +96,9 @@ def donor_item(task: TaskDefinition, loaded: LoadedScan, label_files: Mapping[st
     """
     image = sitk.GetArrayFromImage(loaded.image).astype(np.float32)
     tissues = tissue_map(image, list(label_files.values()))
-    label, drawn_canal = task_label(task, loaded, label_files)
-    if drawn_canal is not None:
-        tissues[drawn_canal] = tissues.max() + 1
+    label, drawn = task_label(task, loaded, label_files)
+    for mask in drawn:  # a drawn structure is a tissue of its own, as a labelled one is
+        tissues[mask] = tissues.max() + 1
     return _on_task_grid(task, loaded.image, {TISSUES: tissues, "label": label, RENDERED: image})
 
 
@@ -114,8 +117,9 @@ def tissue_map(image: np.ndarray, label_arrays: Sequence[np.ndarray]) -> np.ndar
 
 
 def task_label(task: TaskDefinition, loaded: LoadedScan, label_files: Mapping[str, np.ndarray]
-               ) -> tuple[np.ndarray, np.ndarray | None]:
-    """The task's label map of a donor (see the module's docstring), and the canal it drew (``None`` if none)."""
+               ) -> tuple[np.ndarray, list[np.ndarray]]:
+    """The task's label map of a donor (see the module's docstring), and the structures it drew (a canal, discs)
+    where the donor's reference has none."""
     labels = task.labels
     label = np.zeros(loaded.image.GetSize()[::-1], dtype=np.uint8)
     levels = _vertebra_levels(task, loaded, label_files)
@@ -126,16 +130,21 @@ def task_label(task: TaskDefinition, loaded: LoadedScan, label_files: Mapping[st
     for mask in _pieces(loaded, "disc", label_files):
         above = [name for name, height in heights.items() if height > _height(loaded, mask)]
         named_discs.append((_disc_below(task, min(above, key=heights.__getitem__)) if above else None, mask))
+    cord = loaded.kind_mask("cord")
+    drawn = []
+    if not named_discs and cord is not None and any(label_kind(n) == "disc" for n in labels):
+        unlabelled = ~np.logical_or.reduce([a > 0 for a in label_files.values()])
+        named_discs = _drawn_discs(task, loaded, levels, heights, unlabelled & _anterior_of(loaded, cord))
+        drawn += [mask for _, mask in named_discs]
     for name, mask in named_discs:
         if name in labels:
             label[mask] = labels[name]
-    cord = loaded.kind_mask("cord")
     canal = loaded.kind_mask("canal")
-    drawn = None
     if cord is not None and canal is None and ({"canal", "spinal_canal"} & set(labels)):
         spacing_zyx = loaded.image.GetSpacing()[::-1]
         near = ndimage.distance_transform_edt(~cord, sampling=spacing_zyx) <= CANAL_MARGIN_MM
-        canal = drawn = near & ~cord & (label == 0)
+        canal = near & ~cord & (label == 0)
+        drawn.append(canal)
     if "cord" in labels:
         for mask, name in ((canal, "canal"), (cord, "cord")):
             if mask is not None and name in labels:
@@ -145,6 +154,40 @@ def task_label(task: TaskDefinition, loaded: LoadedScan, label_files: Mapping[st
             if mask is not None:
                 label[mask] = labels["spinal_canal"]
     return label, drawn
+
+
+def _drawn_discs(task: TaskDefinition, loaded: LoadedScan, levels: Sequence[tuple[str, np.ndarray]],
+                 heights: Mapping[str, float], allowed: np.ndarray) -> list[tuple[str | None, np.ndarray]]:
+    """Discs for a donor whose reference has none (TotalSegmentator's CT labels): the ``allowed`` voxels that
+    closing each two consecutive vertebrae along the head-to-foot axis (over :data:`DISC_GAP_MM`) adds, each named
+    after the vertebra above it."""
+    axis = _array_axis(loaded.image, 2)
+    length = max(3, round(DISC_GAP_MM / loaded.image.GetSpacing()[2 - axis]))
+    line = np.ones([length if a == axis else 1 for a in range(3)], dtype=bool)
+    masks = dict(levels)
+    order = sorted(masks, key=lambda n: -heights[n])
+    discs = []
+    for upper, lower in zip(order, order[1:], strict=False):
+        pair = masks[upper] | masks[lower]
+        gap = ndimage.binary_closing(pair, structure=line) & ~pair & allowed
+        if gap.sum() >= MIN_COMPONENT_VOXELS:
+            discs.append((_disc_below(task, upper), gap))
+    return discs
+
+
+def _array_axis(image: sitk.Image, physical: int) -> int:
+    """The ``(z, y, x)`` array axis of ``image`` closest to physical (LPS) axis ``physical`` (0 x, 1 y, 2 z)."""
+    direction = np.asarray(image.GetDirection()).reshape(3, 3)  # column j: index axis j in physical space
+    return 2 - int(np.argmax(np.abs(direction[physical])))
+
+
+def _anterior_of(loaded: LoadedScan, cord: np.ndarray) -> np.ndarray:
+    """The voxels in front of the cord's centroid (the side of the vertebral bodies and discs)."""
+    axis = _array_axis(loaded.image, 1)
+    sign = np.sign(np.asarray(loaded.image.GetDirection()).reshape(3, 3)[1, 2 - axis])  # index up: +y, posterior
+    centre = np.argwhere(cord)[:, axis].mean()
+    index = np.arange(cord.shape[axis]).reshape([-1 if a == axis else 1 for a in range(3)])
+    return np.broadcast_to(sign * (index - centre) < 0, cord.shape)
 
 
 def _vertebra_levels(task: TaskDefinition, loaded: LoadedScan, label_files: Mapping[str, np.ndarray]
