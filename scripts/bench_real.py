@@ -14,6 +14,7 @@ No real tumour label exists in the shared data (phantoms stand in for tumours); 
 
     .venv/bin/python scripts/bench_real.py --quick --json /tmp/bench_real.json   # 1-2 minutes on 2 CPU cores
     .venv/bin/python scripts/bench_real.py --json bench_real.json                 # every pair, whole scans: 6-13 min
+    .venv/bin/python scripts/bench_real.py --quick --weights spine_mr=/tmp/w.pt --plot real.png  # a candidate, drawn
 
 Quick figures are not comparable with full ones: the supervised scans are cut to their structures (fewer false
 positives), and the few-shot queries to a few slices of fewer pairs.
@@ -41,6 +42,7 @@ from hope.benchmarks.real_fewshot import (
     fewshot_segmenters,
     mean_present,
 )
+from hope.benchmarks.real_plot import Suggestion, plot_suggestions
 from hope.benchmarks.real_proxy import MIN_LESION_PIXELS
 from hope.benchmarks.real_supervised import evaluate_supervised
 from hope.config import REPO_ROOT, TaskDefinition, config_dir, load_server_settings, load_task
@@ -99,6 +101,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         help=f"{len(QUICK.pairs or ())} few-shot pairs of {QUICK.max_query_slices} query slices, "
                              "supervised scans cut to their structures (1-2 minutes on 2 CPU cores)")
     parser.add_argument("--json", type=Path, help="write the results as JSON here")
+    parser.add_argument("--plot", type=Path, help="write a PNG of the served suggestions on the real scans here")
     parser.add_argument("--shared", type=Path, default=REPO_ROOT.parent / "shared",
                         help="the shared folder, with data/ (default: <repo>/../shared)")
     parser.add_argument("--tasks", help="supervised tasks, comma-separated (default: configs/server.yaml's tasks)")
@@ -244,7 +247,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     names = [n.strip() for n in args.tasks.split(",")] if args.tasks else list(load_server_settings().tasks)
     tasks, missing = supervised_tasks(names)
     cases = [crop_to_structures(s, mode.crop_margin_mm) if mode.crop_margin_mm is not None else s for s in scans]
-    supervised = evaluate_supervised(tasks, cases, args.device, candidates)
+    suggestions: list[Suggestion] = []
+    supervised = evaluate_supervised(tasks, cases, args.device, candidates, on_prediction=(
+        lambda task, scan, label: suggestions.append(Suggestion(task.name, scan, label))) if args.plot else None)
     supervised["not_compared"] = missing + supervised["not_compared"]
     supervised_s = time.perf_counter() - start
 
@@ -280,6 +285,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     }
     if args.json:
         args.json.write_text(json.dumps(result, indent=2))
+    if args.plot and suggestions:
+        plot_suggestions(args.plot, suggestions)
+        print(f"wrote {args.plot}")
     return result
 
 

@@ -66,7 +66,7 @@ def quick_run(bench: ModuleType, shared_data: Path, tmp_path_factory: pytest.Tem
     printed = io.StringIO()
     with redirect_stdout(printed):
         bench.main(["--quick", "--json", str(out), "--shared", str(shared_data.parent), "--tasks", "spine_mr",
-                    "--pairs", ",".join(TEST_PAIRS), "--device", "cpu"])
+                    "--pairs", ",".join(TEST_PAIRS), "--device", "cpu", "--plot", str(out.with_suffix(".png"))])
     return json.loads(out.read_text()), printed.getvalue()
 
 
@@ -169,6 +169,8 @@ def test_quick_run_reports_every_figure(quick_run: tuple[dict[str, Any], str]) -
 
 def test_quick_run_tables_list_every_row(quick_run: tuple[dict[str, Any], str]) -> None:
     result, printed = quick_run
+    drawn = Path(printed.split("wrote ")[-1].strip())
+    assert drawn.suffix == ".png" and drawn.stat().st_size > 10_000  # the suggestions on the three real MRs
     for name in result["fewshot"]["pairs"]:
         assert printed.count(name) == 2  # one line per shot count
     for row in result["supervised"]["rows"]:

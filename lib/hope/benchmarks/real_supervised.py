@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -74,9 +74,18 @@ def predict(infer: SegmentationInfer, image_path: Path, grid: sitk.Image, device
 
 
 def evaluate_supervised(tasks: Sequence[TaskDefinition], scans: Sequence[LoadedScan], device: str,
-                        candidates: Mapping[str, Path] | None = None) -> dict[str, Any]:
-    """Dice of each task's served and untrained weights on the scans of a modality it annotates (``candidates``:
-    task name -> weights to score as ``served`` instead of the shipped ones, e.g. a pretraining run's).
+                        candidates: Mapping[str, Path] | None = None,
+                        on_prediction: Callable[[TaskDefinition, LoadedScan, np.ndarray], None] | None = None,
+                        ) -> dict[str, Any]:
+    """Dice of each task's served and untrained weights on the scans of a modality it annotates.
+
+    Args:
+        tasks: the supervised tasks.
+        scans: the real scans with their reference masks.
+        device: where the networks run.
+        candidates: task name -> weights to score as ``served`` instead of the shipped ones (a pretraining run's).
+        on_prediction: called with each task, scan and the served weights' label (``(z, y, x)`` on the scan's grid),
+            e.g. to plot it.
 
     Returns ``{"tasks": {task: {"served", "untrained", "served_is_untrained"}}, "rows": [{"task", "case",
     "structure", "served", "untrained"}], "not_compared": [why a reference structure has no row]}``.
@@ -107,6 +116,8 @@ def evaluate_supervised(tasks: Sequence[TaskDefinition], scans: Sequence[LoadedS
                 predictions = {name: predict(infer, images[loaded.scan.name], loaded.image, device)
                                for name, infer in runs.items()}
                 predictions.setdefault("served", predictions["untrained"])
+                if on_prediction is not None:
+                    on_prediction(task, loaded, predictions["served"])
                 for structure, truth in loaded.masks.items():
                     values = task_values(structure, task.labels)
                     if not values:
