@@ -1,14 +1,18 @@
-"""Pretrain a segmentation task's network on images made from phantom anatomies only, to segment real CT and MR alike.
+"""Pretrain a segmentation task's network on images synthesised from label maps, to segment real CT and MR alike.
 
-SynthSeg (Billot et al., Medical Image Analysis 2023): no real labelled scan exists to train on, so every training
-image is synthesised on the fly from a phantom anatomy's tissue map, with a random contrast (a Gaussian per
+SynthSeg (Billot et al., Medical Image Analysis 2023): no real labelled spine scan exists to train on, so every
+training image is synthesised on the fly from an anatomy's tissue map (a phantom's, or with ``--real-anatomy`` a
+real scan's label map), with a random contrast (a Gaussian per
 tissue), deformation, partial volume, slice thickness, bias field, noise, gamma and field of view, and normalised
 as the task's inference normalises (:mod:`hope.synthesis`). A share of the images (``--rendered-share``) keeps
 the phantom generator's own CT, T1 or T2 rendering as the contrast, deformed and acquired alike: it anchors the
 network to the contrasts the demo data have, and the random ones teach it to look past contrast.
 
-Nothing is downloaded and no real scan is trained on: the anatomies are the project's seeded phantoms
-(:mod:`hope.phantoms`), seeds from 10000 for training and from 20000 held out. The network is the task's cpu
+Nothing is downloaded. The anatomies are the project's seeded phantoms (:mod:`hope.phantoms`), seeds from 10000
+for training and from 20000 held out; ``--real-anatomy ../shared/data`` adds, for ``--donor-share`` of the images,
+the label maps of the real scans of the *other* modality (:mod:`hope.synthesis.donors`: spine_mr learns from the
+CTs' anatomy, spine_ct from the MRs'), so that ``scripts/bench_real.py`` never tests a task on a subject it
+trained on. The network is the task's cpu
 profile's (the one shipped weights serve). The weights go to its ``network.pretrained`` path (or ``--out``) as
 ``{"model": state_dict}``, with a JSON report beside them (same stem): ``held_out_dice`` is the Dice on the
 phantoms' own renderings of held-out anatomies (CT, or the mean of MR T1 and T2; ``held_out_dice_by_rendering``
@@ -19,7 +23,7 @@ killed run leaves usable weights.
     .venv/bin/python scripts/pretrain_synthesis.py --task spine_ct --minutes 120
     .venv/bin/python scripts/pretrain_synthesis.py --task spine_mr --steps 5000 [--seed 0] [--threads 2]
         [--workers 0] [--anatomies 64] [--lr 0.002] [--rendered-share 0.5] [--precision bf16] [--out PATH]
-        [--json PATH]
+        [--real-anatomy ../shared/data [--donor-share 0.5]] [--init PATH] [--json PATH]
     .venv/bin/python scripts/pretrain_synthesis.py --task spine_ct --tiny --out /tmp/w.pt   # a smoke test
 """
 
@@ -308,7 +312,7 @@ def _shown(path: Path) -> str:
 
 def _print_dice(report: dict[str, Any]) -> None:
     columns = {"synthetic": report["held_out_dice_synthetic"], **report["held_out_dice_by_rendering"]}
-    print(f"held-out Dice after {report['steps']} steps ({report['minutes']} min); {NOTE}")
+    print(f"held-out Dice after {report['steps']} steps ({report['minutes']} min); {report['note']}")
     print(f"{'label':<14}" + "".join(f"{name:>11}" for name in columns))
     for label in columns["synthetic"]:
         print(f"{label:<14}" + "".join(f"{c.get(label, float('nan')):>11.3f}" for c in columns.values()))
