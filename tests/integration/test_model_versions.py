@@ -3,10 +3,12 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import requests
 
-from hope.config import load_task
+from hope.config import REPO_ROOT, load_task
 from hope.demo import store_phantom, store_volume
 from hope.dicom.series_writer import new_identity
 from hope.models.validation_set import picked
@@ -59,7 +61,8 @@ def test_every_finished_run_is_kept_with_metrics_data_and_author(hope_url: str, 
     assert newest["training_data"], "the SEG series the version was trained on are recorded"
     first = listing["versions"][0]  # the shipped phantom-pretrained network (apps/hope/pretrained/spine_ct.pt)
     assert first["started_by"] == "scripts/pretrain_synthesis.py"
-    assert first["note"].startswith("pretrained on phantom anatomies only")
+    shipped = json.loads((REPO_ROOT / "apps" / "hope" / "pretrained" / "spine_ct.json").read_text())
+    assert first["note"] == f"pretrained by synthesis (shipped): {shipped['training_data']}"
     assert listing["serving"] == [v for v in listing["versions"] if v["promoted"] and v["servable"]][-1]["version"]
 
 

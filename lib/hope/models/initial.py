@@ -28,7 +28,7 @@ def ensure_first_version(
     *,
     shipped: Path | None,
     shipped_by: str,
-    shipped_note: str,
+    shipped_note: Callable[[dict[str, Any]], str],
     shipped_metrics: Callable[[dict[str, Any]], dict[str, float]],
     write_untrained: Callable[[Path], None],
 ) -> None:
@@ -39,7 +39,7 @@ def ensure_first_version(
         registry: the task's model versions.
         shipped: the repository's pretrained weights (a ``.json`` report beside them gives metrics), or ``None``.
         shipped_by: who made the shipped weights (the script), recorded as the version's author.
-        shipped_note: the version's note when the shipped weights are kept.
+        shipped_note: the version's note from the shipped report's JSON, when the shipped weights are kept.
         shipped_metrics: the version's metrics from the shipped report's JSON (``{}`` without a report).
         write_untrained: writes a seeded, untrained network to the given path, when nothing is shipped.
     """
@@ -48,7 +48,7 @@ def ensure_first_version(
             report = shipped.with_suffix(".json")
             found = json.loads(report.read_text()) if report.exists() else {}
             registry.add(shipped, started_by=shipped_by, metrics=shipped_metrics(found), training_data=[], params={},
-                         note=shipped_note)
+                         note=shipped_note(found))
             logger.info(f"{registry.task}: kept the shipped pretrained model {shipped} as the first version")
         else:
             torch.manual_seed(UNTRAINED_SEED)

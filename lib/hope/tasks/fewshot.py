@@ -78,7 +78,10 @@ class FewShotTaskConfig(TaskConfig):
             self.registry,
             shipped=REPO_ROOT / definition.pretrained if definition.pretrained else None,
             shipped_by="scripts/pretrain_fewshot.py",
-            shipped_note="meta-trained on synthetic phantom tumour types (shipped)",
+            shipped_note=lambda report: "meta-trained on synthetic phantom tumour types"
+                                        + (" and contrast-randomised phantom spine anatomy"
+                                           if report.get("anatomy_episodes", {}).get("share") else "")
+                                        + " (shipped)",
             shipped_metrics=lambda report: {k: v for k, v in report.items()
                                             if k.startswith("heldout_") and isinstance(v, int | float)},
             write_untrained=write_untrained,

@@ -45,7 +45,8 @@ class SegmentationTaskConfig(TaskConfig):
             self.registry,
             shipped=REPO_ROOT / pretrained if pretrained else None,
             shipped_by="scripts/pretrain_synthesis.py",
-            shipped_note="pretrained on phantom anatomies only: their renderings and random contrasts (shipped)",
+            shipped_note=lambda report: "pretrained by synthesis (shipped): "
+                                        + report.get("training_data", "no report beside the weights"),
             shipped_metrics=lambda report: {f"phantom_{k}_dice": v for k, v in report.get("held_out_dice", {}).items()},
             write_untrained=lambda path: torch.save({"model": build_network(definition).state_dict()}, path),
         )
