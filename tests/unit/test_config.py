@@ -161,3 +161,12 @@ def test_fewshot_unknown_inference_key_is_named(tmp_path: Path) -> None:
 def test_interactive_section_is_parsed_with_the_task() -> None:
     interactive = load_task("spine_ct").interactive
     assert interactive is not None and interactive.structure == "tumor" and interactive.foreground_scribble == 11
+
+
+def test_largest_component_names_task_labels() -> None:
+    assert "cord" in load_task("spine_mr").inference.largest_component
+    assert "tumor" not in load_task("spine_mr").inference.largest_component  # a tumour may be several lesions
+    data = _spine()
+    data.setdefault("inference", {})["largest_component"] = ["C1", "pancreas"]
+    with pytest.raises(ConfigError, match=r"largest_component: \['pancreas'\] are not labels"):
+        parse_task(data)

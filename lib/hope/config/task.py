@@ -87,6 +87,7 @@ class InferenceSettings:
     sw_batch_size: int
     overlap: float
     amp: bool = False  # mixed precision (CUDA only)
+    largest_component: tuple[str, ...] = ()  # labels of one structure each: only their largest 3D component is kept
 
 
 @dataclass(frozen=True)
@@ -237,6 +238,10 @@ def _profile(name: str, data: dict[str, Any], overrides: Any, labels: dict[str, 
     if set(lesion_only) - set(labels):
         raise ConfigError(f"{where}.training.lesion_only_labels: {sorted(set(lesion_only) - set(labels))} are not "
                           f"labels of the task ({', '.join(labels)})")
+    largest = tuple(str(n) for n in infer.get("largest_component", []))
+    if set(largest) - set(labels):
+        raise ConfigError(f"{where}.inference.largest_component: {sorted(set(largest) - set(labels))} are not labels "
+                          f"of the task ({', '.join(labels)})")
     dataset = str(train.get("dataset", "Dataset"))
     if dataset not in DATASETS:
         raise ConfigError(f"{here}.training.dataset: expected one of {', '.join(DATASETS)}, got {dataset!r}")
@@ -264,7 +269,7 @@ def _profile(name: str, data: dict[str, Any], overrides: Any, labels: dict[str, 
         ),
         inference=InferenceSettings(
             sw_batch_size=int(infer.get("sw_batch_size", 2)), overlap=float(infer.get("overlap", 0.25)),
-            amp=bool(infer.get("amp", False)),
+            amp=bool(infer.get("amp", False)), largest_component=largest,
         ),
     )
 

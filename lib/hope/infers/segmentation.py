@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 from monai.inferers import Inferer, SlidingWindowInferer
-from monai.transforms import Activationsd, AsDiscreted, EnsureTyped, SqueezeDimd
+from monai.transforms import Activationsd, AsDiscreted, EnsureTyped, KeepLargestConnectedComponentd, SqueezeDimd
 from monailabel.interfaces.tasks.infer_v2 import InferType
 from monailabel.tasks.infer.basic_infer import BasicInferTask
 from monailabel.transform.writer import Writer
@@ -70,10 +70,14 @@ class SegmentationInfer(BasicInferTask):
         return []
 
     def post_transforms(self, data: dict[str, Any] | None = None) -> Sequence[Callable]:
-        """Softmax, argmax, and drop the channel axis: an integer label volume whose values are label values."""
+        """Softmax, argmax, the largest 3D component of each label of ``inference.largest_component``, and drop the
+        channel axis: an integer label volume whose values are label values."""
+        largest = [self.task.labels[name] for name in self.task.inference.largest_component]
         steps = [
             Activationsd(keys="pred", softmax=True),
             AsDiscreted(keys="pred", argmax=True),
+            *([KeepLargestConnectedComponentd(keys="pred", applied_labels=largest, independent=True)] if largest
+              else []),
             SqueezeDimd(keys="pred", dim=0),
         ]
         if str((data or {}).get("device") or "cpu").startswith("cuda"):
