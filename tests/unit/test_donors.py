@@ -72,5 +72,6 @@ def test_mix_pool_reaches_the_share_by_reference() -> None:
     assert share == pytest.approx(0.5, abs=0.05)
     assert all(any(item is e for e in extra) for item in mixed[len(pool):])
     assert mix_pool(pool, extra, 0.0) == pool
+    assert mix_pool(pool, extra, 1.0) == extra
     with pytest.raises(ValueError, match="share"):
-        mix_pool(pool, extra, 1.0)
+        mix_pool(pool, extra, 1.5)

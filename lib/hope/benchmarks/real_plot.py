@@ -23,8 +23,8 @@ class Suggestion:
 
 
 def _sagittal(image: sitk.Image, array: np.ndarray) -> tuple[np.ndarray, float]:
-    """A ``(z, y, x)`` array on ``image``'s grid as the sagittal plane through its middle column, head up and
-    anterior left (LPS, resampled to the in-plane spacing of y, z), and that plane's aspect ratio."""
+    """A ``(z, y, x)`` array on ``image``'s grid reoriented to LPS with the head at row 0 (so a sagittal plane
+    ``[:, :, x]`` shows the head up and the front left), and a sagittal plane's aspect ratio."""
     oriented = sitk.DICOMOrient(_as_image(array, image), "LPS")
     data = sitk.GetArrayFromImage(oriented)  # z (inferior->superior), y (anterior->posterior), x
     spacing = oriented.GetSpacing()
@@ -38,8 +38,8 @@ def _as_image(array: np.ndarray, grid: sitk.Image) -> sitk.Image:
 
 
 def plot_suggestions(path: Path, suggestions: Sequence[Suggestion]) -> None:
-    """One panel per suggestion: the scan's sagittal plane through its structures, the reference outlined in green
-    and the suggestion (every task label that has a reference counterpart or not) in red; written as a PNG."""
+    """One panel per suggestion: the scan's sagittal plane through the middle of its structures, the union of the
+    reference structures outlined in green and the union of the suggestion's labels in red; written as a PNG."""
     import matplotlib
 
     matplotlib.use("Agg")

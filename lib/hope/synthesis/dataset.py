@@ -14,11 +14,14 @@ from torch.utils.data import RandomSampler
 def mix_pool(pool: Sequence[dict[str, Any]], extra: Sequence[dict[str, Any]], share: float
              ) -> list[dict[str, Any]]:
     """``pool`` and ``extra`` in one pool from which a uniform draw is an item of ``extra`` with probability about
-    ``share`` (``extra``'s items repeated, by reference, as often as that needs; at least once each)."""
-    if not 0.0 <= share < 1.0:
-        raise ValueError(f"share must lie in [0, 1), got {share}")
+    ``share`` (``extra``'s items repeated, by reference, as often as that needs; at least once each; ``extra`` alone
+    for a share of 1)."""
+    if not 0.0 <= share <= 1.0:
+        raise ValueError(f"share must lie in [0, 1], got {share}")
     if not extra or share == 0.0:
         return list(pool)
+    if share == 1.0:
+        return list(extra)
     copies = max(1, round(share * len(pool) / ((1.0 - share) * len(extra))))
     return [*pool, *(item for _ in range(copies) for item in extra)]
 
