@@ -22,7 +22,8 @@ killed run leaves usable weights.
 
     .venv/bin/python scripts/pretrain_synthesis.py --task spine_ct --minutes 120
     .venv/bin/python scripts/pretrain_synthesis.py --task spine_mr --steps 5000 [--seed 0] [--threads 2]
-        [--workers 0] [--anatomies 64] [--lr 0.002] [--rendered-share 0.5] [--precision bf16] [--out PATH]
+        [--workers 0] [--anatomies 64] [--lr 0.002] [--rendered-share 0.5] [--background-share 0.25]
+        [--precision bf16] [--out PATH]
         [--real-anatomy ../shared/data [--donor-share 0.5]] [--init PATH] [--json PATH]
     .venv/bin/python scripts/pretrain_synthesis.py --task spine_ct --tiny --out /tmp/w.pt   # a smoke test
 """
@@ -113,7 +114,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     torch.set_num_threads(args.threads)
     torch.manual_seed(plan.seed)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    settings = SynthesisSettings(rendered_prob=args.rendered_share)
+    settings = SynthesisSettings(rendered_prob=args.rendered_share, background_prob=args.background_share)
     base = {"task": task.name, "profile": task.profile, "profile_signature": task.active_profile.signature,
             "weights": _shown(out), "tiny": args.tiny, "seed": plan.seed, "device": str(device),
             "threads": args.threads, "workers": plan.workers, "batch_size": plan.batch_size,
@@ -175,6 +176,9 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--rendered-share", type=_share, default=0.5,
                         help="share of images that keep the phantom's own CT/T1/T2 rendering as their contrast "
                         "(default 0.5; 0: random contrasts only, as SynthSeg)")
+    parser.add_argument("--background-share", type=_share, default=0.25,
+                        help="share of patches taken anywhere in an anatomy rather than around its structures, so "
+                        "that the network sees what a whole scan holds far from the spine (default 0.25)")
     parser.add_argument("--precision", choices=("bf16", "fp32"), default="bf16",
                         help="bf16: autocast forward passes to bfloat16 (default; weights and optimiser stay fp32)")
     parser.add_argument("--checkpoint-minutes", type=float, default=5.0, help="write the weights this often")

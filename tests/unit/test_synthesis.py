@@ -127,6 +127,30 @@ def test_pipeline_output_matches_the_task(name: str) -> None:
     assert {0} < seen <= {0, *task.labels.values()}  # a small patch may miss the spine, three rarely all do
 
 
+def _corner_structure(size: int = 160) -> dict[str, MetaTensor]:
+    """A large anatomy whose one structure (a 6-voxel cube) sits in a corner, far from the volume's centre."""
+    affine = torch.diag(torch.tensor([1.5, 1.5, 1.5, 1.0], dtype=torch.float64))
+    tissues = torch.ones(1, size, size, size)
+    label = torch.zeros(1, size, size, size)
+    label[0, 10:16, 10:16, 10:16] = 1
+    tissues[label > 0] = 2
+    return {TISSUES: MetaTensor(tissues, affine=affine), "label": MetaTensor(label, affine=affine),
+            RENDERED: MetaTensor(tissues / 2, affine=affine)}
+
+
+@pytest.mark.parametrize(("background_prob", "with_structure"), [(0.0, 8), (1.0, 0)])
+def test_patches_lie_around_the_structures_or_anywhere(background_prob: float, with_structure: int) -> None:
+    """Patches hold an anatomy's structures however far from its centre they lie; with ``background_prob`` 1
+    they come from anywhere in the volume, which a small corner structure rarely reaches."""
+    task = _small("spine_ct")
+    settings = replace(NOISELESS, background_prob=background_prob, translate_mm=0.0, rotate_deg=0.0, scale=0.0)
+    pipeline = Compose(synthesis_transforms(task, settings))
+    pipeline.set_random_state(0)
+    anatomy = _corner_structure()
+    held = [bool((pipeline(anatomy)["label"] > 0).any()) for _ in range(8)]
+    assert sum(held) == with_structure
+
+
 def test_deformed_labels_stay_aligned_with_the_image() -> None:
     """With no texture, blur or noise, image edges fall exactly on label edges after the spatial deformation."""
     task = _small("spine_mr")

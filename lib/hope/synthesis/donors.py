@@ -6,7 +6,8 @@ SynthSeg trains on images synthesised from real segmentations. HOPE's real label
 the CTs' label maps, ``spine_ct`` from the MRs'), and no subject it is tested on is trained on. Synthesis is
 contrast-agnostic, so a CT's anatomy teaches an MR network as well as an MR's would.
 
-A donor item has the keys of :func:`hope.synthesis.anatomy.anatomy_pool`, on the task's grid:
+A donor item is the whole scan, with the keys of :func:`hope.synthesis.anatomy.anatomy_pool`, on the task's
+grid (the pipeline takes its patches around the structures or, for a share, anywhere in it):
 
 - ``tissues``: every value of the donor's label files is a tissue class (TotalSegmentator's organs, muscles and
   bones; TPTBox's vertebral sub-regions), and the unlabelled voxels are split into :data:`BACKGROUND_CLASSES`
@@ -45,20 +46,16 @@ from scipy import ndimage
 from hope.benchmarks.real_cases import (
     LoadedScan,
     RealScan,
-    crop_to_structures,
     label_kind,
     load_scan,
     read_labels,
     real_scans,
-    structure_bounds,
 )
 from hope.config import TaskDefinition
 from hope.synthesis.pipeline import RENDERED, TISSUES
 
 BACKGROUND_CLASSES = 6  # intensity classes of a donor's unlabelled voxels
 CANAL_MARGIN_MM = 3.0  # the drawn canal's CSF around a cord, for donors without a canal label
-CROP_MARGIN_MM = 40.0  # a donor is cut to its spine structures and this much around them, so that the pipeline's
-                       # patches (centred on the volume, then shifted) hold the spine
 DISC_GAP_MM = 15.0  # the widest gap between two vertebrae that a drawn disc fills
 MIN_COMPONENT_VOXELS = 30  # smaller pieces of a split union are left unnamed (label 0, tissue kept)
 
@@ -78,9 +75,7 @@ def donor_pool(task: TaskDefinition, data_dir: Path) -> list[dict[str, MetaTenso
     items = []
     for scan in donor_scans(task, data_dir):
         whole = load_scan(scan, data_dir)
-        z, y, x = structure_bounds(whole, CROP_MARGIN_MM)
-        label_files = {name: a[z, y, x] for name, a in read_labels(scan, data_dir, whole.image).items()}
-        items.append(donor_item(task, crop_to_structures(whole, CROP_MARGIN_MM), label_files))
+        items.append(donor_item(task, whole, read_labels(scan, data_dir, whole.image)))
     return items
 
 

@@ -11,6 +11,7 @@ it serves while the random ones make it generalise.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -19,6 +20,7 @@ import numpy as np
 import torch
 from monai.transforms import (
     CopyItemsd,
+    CropForegroundd,
     DeleteItemsd,
     EnsureTyped,
     OneOf,
@@ -61,6 +63,10 @@ class SynthesisSettings:
     std_range: Range = (0.0, 0.1)  # within-class texture
     merge_prob: float = 0.03  # per class: look like another class (~30 % of images merge some)
     rendered_prob: float = 0.0  # per image: the phantom's own rendering instead of a random contrast
+    # where a patch lies in its anatomy
+    background_prob: float = 0.0  # per image: anywhere in the volume (air, table, organs), not around its structures
+    structure_margin_mm: float = 40.0  # otherwise: the structures' bounding box and this much around, whose centre
+                                       # (shifted by translate_mm) is the patch's
     # deformation of the label maps
     rotate_deg: float = 15.0  # about each axis, +-
     scale: float = 0.15  # per axis, +- (fraction)
@@ -84,7 +90,7 @@ class SynthesisSettings:
     gamma: Range = (0.5, 2.0)
     # field of view: a smaller scan than a patch, padded as sliding-window inference pads
     fov_prob: float = 0.3
-    fov_min: float = 0.5  # smallest extent, as a fraction of the patch per axis
+    fov_min: float = 0.3  # smallest extent, as a fraction of the patch per axis (a 20-slice 2 mm CT: 0.42)
 
     def as_dict(self) -> dict[str, Any]:
         """The settings as plain JSON (for a report)."""
@@ -99,6 +105,7 @@ def synthesis_transforms(task: TaskDefinition, settings: SynthesisSettings = Syn
     a ``percentile`` task the same operator as at inference sees the synthetic image, with nothing in between.
     """
     return [
+        _context(task, settings),
         *_deform_labels(task, settings),
         OneOf([RandGaussianMixtureFromLabelsd(keys=TISSUES, image_key="image", mean_range=settings.mean_range,
                                               std_range=settings.std_range, merge_prob=settings.merge_prob),
@@ -109,6 +116,23 @@ def synthesis_transforms(task: TaskDefinition, settings: SynthesisSettings = Syn
         DeleteItemsd(keys=[TISSUES, RENDERED]),
         EnsureTyped(keys=["image", "label"], track_meta=False),
     ]
+
+
+def _context(task: TaskDefinition, s: SynthesisSettings) -> Callable:
+    """The part of an anatomy a patch is taken from: the bounding box of its structures with a margin, or (with
+    ``background_prob``) a random box anywhere in the volume, of the size that holds a patch at any rotation.
+
+    Anatomies are whole scans; without background boxes a network never sees what lies far from the spine, and
+    sliding-window inference over a whole scan labels the air, the table or the bowel (measured on a 512² CT).
+    """
+    keys = [TISSUES, "label", RENDERED]
+    pre = task.preprocessing
+    margin = [math.ceil(s.structure_margin_mm / mm) for mm in pre.spacing]
+    anywhere = [math.ceil((n + 2 * _MARGIN) * math.sqrt(2)) for n in pre.patch_size]
+    return OneOf([CropForegroundd(keys=keys, source_key="label", margin=margin, allow_smaller=True,
+                                  start_coord_key=None, end_coord_key=None),
+                  RandSpatialCropd(keys=keys, roi_size=anywhere, random_size=False)],
+                 weights=[1.0 - s.background_prob, s.background_prob])
 
 
 def _deform_labels(task: TaskDefinition, s: SynthesisSettings) -> list[Callable]:
