@@ -46,6 +46,7 @@ from hope.benchmarks.real_plot import Suggestion, plot_suggestions
 from hope.benchmarks.real_proxy import MIN_LESION_PIXELS
 from hope.benchmarks.real_supervised import evaluate_supervised
 from hope.config import REPO_ROOT, TaskDefinition, config_dir, load_server_settings, load_task
+from hope.config.files import read_yaml
 from hope.fewshot.config import load_fewshot_task
 
 FEWSHOT_TASK = "fewshot_tumor"
@@ -104,7 +105,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--plot", type=Path, help="write a PNG of the served suggestions on the real scans here")
     parser.add_argument("--shared", type=Path, default=REPO_ROOT.parent / "shared",
                         help="the shared folder, with data/ (default: <repo>/../shared)")
-    parser.add_argument("--tasks", help="supervised tasks, comma-separated (default: configs/server.yaml's tasks)")
+    parser.add_argument("--tasks", help="supervised tasks, comma-separated (default: configs/server.yaml's tasks; "
+                        "'' for none)")
     parser.add_argument("--pairs", help="few-shot pairs, comma-separated names like 'cord: mr-t2-tptbox -> "
                                         "mr-t2-cord' (default: the mode's)")
     parser.add_argument("--weights", action="append", default=[], metavar="TASK=PATH",
@@ -132,10 +134,14 @@ def supervised_tasks(names: Sequence[str]) -> tuple[list[TaskDefinition], list[s
     """The named tasks that have a definition in ``configs/tasks/``, and a note for each that has none."""
     tasks, missing = [], []
     for name in names:
-        if (config_dir() / "tasks" / f"{name}.yaml").is_file():
-            tasks.append(load_task(name))
-        else:
+        path = config_dir() / "tasks" / f"{name}.yaml"
+        if not path.is_file():
             missing.append(f"task {name} has no configs/tasks/{name}.yaml")
+        elif "kind" in read_yaml(path):
+            missing.append(f"task {name} is a {read_yaml(path)['kind']} task, not a supervised one (the few-shot "
+                           "pairs are scored on their own: --pairs)")
+        else:
+            tasks.append(load_task(name))
     return tasks, missing
 
 
@@ -244,7 +250,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     loaded_s = time.perf_counter() - start
 
     start = time.perf_counter()
-    names = [n.strip() for n in args.tasks.split(",")] if args.tasks else list(load_server_settings().tasks)
+    names = ([n.strip() for n in args.tasks.split(",") if n.strip()] if args.tasks is not None
+             else list(load_server_settings().tasks))
     tasks, missing = supervised_tasks(names)
     cases = [crop_to_structures(s, mode.crop_margin_mm) if mode.crop_margin_mm is not None else s for s in scans]
     suggestions: list[Suggestion] = []
