@@ -131,7 +131,8 @@ def parse_weights(items: Sequence[str]) -> dict[str, Path]:
 
 
 def supervised_tasks(names: Sequence[str]) -> tuple[list[TaskDefinition], list[str]]:
-    """The named tasks that have a definition in ``configs/tasks/``, and a note for each that has none."""
+    """The named tasks that have a supervised definition in ``configs/tasks/``, and a note for each that has none
+    (no file, or a task of another ``kind``)."""
     tasks, missing = [], []
     for name in names:
         path = config_dir() / "tasks" / f"{name}.yaml"

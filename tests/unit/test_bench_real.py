@@ -197,3 +197,9 @@ def test_candidate_weights_are_named_and_checked(bench: ModuleType, tmp_path: Pa
         bench.parse_weights(["spine_mr"])
     with pytest.raises(SystemExit, match="no file"):
         bench.parse_weights([f"spine_mr={tmp_path / 'missing.pt'}"])
+
+
+def test_only_supervised_tasks_are_scored_as_such(bench: ModuleType) -> None:
+    tasks, notes = bench.supervised_tasks(["spine_mr", "fewshot_tumor", "no_such_task"])
+    assert [t.name for t in tasks] == ["spine_mr"]
+    assert "fewshot_tumor is a fewshot_segmentation task" in notes[0] and "no configs/tasks/no_such_task" in notes[1]
