@@ -136,10 +136,9 @@ def supervised_tasks(names: Sequence[str]) -> tuple[list[TaskDefinition], list[s
     tasks, missing = [], []
     for name in names:
         path = config_dir() / "tasks" / f"{name}.yaml"
-        kind = read_yaml(path).get("kind") if path.is_file() else None
         if not path.is_file():
             missing.append(f"task {name} has no configs/tasks/{name}.yaml")
-        elif kind is not None:
+        elif (kind := read_yaml(path).get("kind")) is not None:
             missing.append(f"task {name} is a {kind} task, not a supervised one (the few-shot pairs are scored on "
                            "their own: --pairs)")
         else:
