@@ -47,6 +47,7 @@ from hope.benchmarks.real_proxy import MIN_LESION_PIXELS
 from hope.benchmarks.real_supervised import evaluate_supervised
 from hope.config import REPO_ROOT, TaskDefinition, config_dir, load_server_settings, load_task
 from hope.config.files import read_yaml
+from hope.fewshot.anatomy_features import anatomy_features
 from hope.fewshot.config import load_fewshot_task
 
 FEWSHOT_TASK = "fewshot_tumor"
@@ -217,7 +218,8 @@ def print_fewshot(fewshot: dict[str, Any], encoders: dict[str, str]) -> None:
     """The few-shot table: one row per (pair, shots), then the means and the empty-slice false positives."""
     print("\nFew-shot, cross-patient (Dice over query slices with the structure; whole query slices, threshold 0.5, "
           "largest 3D component)")
-    print(f"  encoders: served = {encoders['served']}; untrained = {encoders['untrained']}")
+    for name, source in encoders.items():
+        print(f"  {name} = {source}")
     head = "".join(f" {m:>9}" for m in METHODS)
     print(f"  {'pair':<40} {'kind':<7} {'k':>2} {'slices':>6}{head} {'served/best':>11}")
     for name, pair in fewshot["pairs"].items():
@@ -266,7 +268,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     segmenters, encoders = fewshot_segmenters(task, args.device, candidates.get(FEWSHOT_TASK))
     chosen = [n.strip() for n in args.pairs.split(",")] if args.pairs else mode.pairs
     pairs = select_pairs(cross_patient_pairs(real_scans(data_dir)), chosen)
-    fewshot = evaluate_fewshot(segmenters, scans, pairs, task, SHOTS, mode.max_query_slices)
+    fewshot = evaluate_fewshot(segmenters, scans, pairs, task, SHOTS, mode.max_query_slices,
+                               anatomy_features(task, args.device))
     fewshot_s = time.perf_counter() - start
 
     values, why = summarise(supervised, fewshot, None if "served" in segmenters else encoders["served"])

@@ -163,7 +163,8 @@ def test_quick_run_reports_every_figure(quick_run: tuple[dict[str, Any], str]) -
     for pair in pairs.values():
         assert set(pair["shots"]) == {"1", "5"}
         for shot in pair["shots"].values():
-            for method in ("untrained", "intensity", "paste", *(["served"] if "served" in shot["dice"] else [])):
+            served = ["served", "encoder_only"] if "served" in shot["dice"] else []
+            for method in ("untrained", "intensity", "paste", *served):
                 assert _in_unit_range_or_explained(shot["dice"][method], shot.get("dice_null_because")), method
 
 
@@ -177,6 +178,7 @@ def test_quick_run_tables_list_every_row(quick_run: tuple[dict[str, Any], str]) 
         assert any(row["case"] in line and row["structure"] in line for line in printed.splitlines())
     assert "No real tumour label" in printed and "few" in printed
     assert "served/best" in printed and "served/untrained" in printed
+    assert "joined with anatomy features" in printed  # the served encoder's matching, as fewshot_tumor.yaml has it
 
 
 def test_missing_figures_say_why(bench: ModuleType) -> None:

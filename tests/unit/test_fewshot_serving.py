@@ -139,7 +139,7 @@ class _Store:
         label.CopyInformation(image)
         self.volumes[series_uid] = (image, label)
         self.series = [s for s in self.series if s.series_uid != series_uid]
-        self.series.append(LabelledSeries(series_uid, study_uid, seg_uid))
+        self.series.append(LabelledSeries(series_uid, study_uid, seg_uid, "CT"))
 
     def load(self, series_uid: str) -> tuple[sitk.Image, sitk.Image]:
         self.loads.append(series_uid)

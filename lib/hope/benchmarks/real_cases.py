@@ -22,16 +22,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from hope.dicom.volume import grid_mismatch, read_series
-
-
-def label_kind(name: str) -> str:
-    """The kind of a structure or task label name: ``vertebra`` for a vertebral level (``C5``, ``T12``), ``disc`` for
-    ``disc_*``, else the name itself (``cord``, ``canal``, ``spinal_canal``, ``tumor``)."""
-    if re.fullmatch(r"[CTLS]\d{1,2}", name):
-        return "vertebra"
-    if name.startswith("disc_"):
-        return "disc"
-    return name
+from hope.label_kinds import label_kind
 
 
 @dataclass(frozen=True)

@@ -8,9 +8,12 @@ no crop around the support or the answer. Every method's answer is thresholded a
 cut to its largest 3D component on the stack, as serving does on the image grid.
 
 Methods: the shipped encoder (``served``), the same architecture seeded and untrained (``untrained``), and two
-baselines that learn nothing: ``intensity`` (each query pixel goes to the nearer of the foreground and background
-mean intensities of the support windows the networks see) and ``paste`` (the support masks pasted at the same
-relative position of the query slice, kept where most of them agree).
+baselines that learn nothing. With the task's ``anatomy:`` section, both networks join the anatomy features of the
+supervised network of the scans' modality (:mod:`hope.fewshot.anatomy_features`), as serving does, and
+``encoder_only`` is the shipped encoder without them. The baselines are ``intensity`` (each query pixel goes to
+the nearer of the foreground and background mean intensities of the support windows the networks see) and
+``paste`` (the support masks pasted at the same relative position of the query slice, kept where most of them
+agree).
 
 Support slices are chosen among the slices with at least ``MIN_LESION_PIXELS`` structure pixels. Dice is averaged
 over the query slices that hold the structure; the other query slices only count for ``empty_false_positive``: the
@@ -22,6 +25,7 @@ CT slices are windowed with the task's HU window; MR slices with each volume's 1
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,17 +38,18 @@ import torch
 from hope.benchmarks.real_cases import LoadedScan, RealScan
 from hope.benchmarks.real_proxy import MIN_LESION_PIXELS, StructureSlices, dice, slice_spec_for
 from hope.config import REPO_ROOT
+from hope.fewshot.anatomy_features import AnatomyFeatures
 from hope.fewshot.checkpoint import build_segmenter, load_segmenter
 from hope.fewshot.config import FewShotDefinition, SliceSpec
 from hope.fewshot.episodes import LabelledCase, SupportSet, build_support_set
 from hope.fewshot.prototypes import PrototypeSegmenter
 from hope.fewshot.volume_inference import lesion_probabilities
-from hope.fewshot.volumes import largest_component, lesion_slices, mask_on_slices, to_slices
+from hope.fewshot.volumes import largest_component, lesion_cuts, mask_on_slices, to_slices
 from hope.models.initial import UNTRAINED_SEED
 
 SHOTS = (1, 5)
 KINDS = ("vertebra", "cord")
-METHODS = ("served", "untrained", "intensity", "paste")
+METHODS = ("served", "encoder_only", "untrained", "intensity", "paste")
 
 
 @dataclass(frozen=True)
@@ -72,9 +77,12 @@ def cross_patient_pairs(scans: Sequence[RealScan], kinds: Sequence[str] = KINDS)
             if a.modality == b.modality and a.patient != b.patient and kind in a.kinds() & b.kinds()]
 
 
-def scan_slices(loaded: LoadedScan, kinds: Iterable[str], spec: SliceSpec) -> dict[str, StructureSlices]:
-    """The scan's slice stack on the serving grid with the mask of each of ``kinds`` it has, by kind."""
+def scan_slices(loaded: LoadedScan, kinds: Iterable[str], spec: SliceSpec, anatomy: AnatomyFeatures | None = None
+                ) -> dict[str, StructureSlices]:
+    """The scan's slice stack on the serving grid with the mask of each of ``kinds`` it has, by kind (and the
+    stack's anatomy features when ``anatomy`` is given)."""
     stack = to_slices(loaded.image, slice_spec_for(loaded.image, loaded.scan.modality, spec))
+    features = anatomy.on_stack(loaded.image, loaded.scan.modality, stack) if anatomy is not None else None
     result = {}
     for kind in kinds:
         mask = loaded.kind_mask(kind)
@@ -83,7 +91,7 @@ def scan_slices(loaded: LoadedScan, kinds: Iterable[str], spec: SliceSpec) -> di
         mask_image = sitk.GetImageFromArray(mask.astype(np.uint8))
         mask_image.CopyInformation(loaded.image)
         result[kind] = StructureSlices(kind, loaded.scan.name, loaded.scan.modality, stack.pixels,
-                                       mask_on_slices(mask_image, stack))
+                                       mask_on_slices(mask_image, stack), features)
     return result
 
 
@@ -95,12 +103,14 @@ def evenly_spaced(candidates: Sequence[int], k: int) -> list[int]:
 
 def support_set(structure: StructureSlices, slices: Sequence[int], spec: SliceSpec) -> SupportSet:
     """Slices ``slices`` of ``structure``, each cut around its structure as served support slices are
-    (``spec.support_window`` and ``spec.support_context``)."""
+    (``spec.support_window`` and ``spec.support_context``), with their anatomy features when it has them."""
     cases = []
     for z in slices:
-        ((image, mask),) = lesion_slices(structure.pixels[z : z + 1], structure.mask[z : z + 1], 1,
-                                         spec.support_window, spec.support_context)
-        cases.append(LabelledCase(image, mask, structure.name))
+        (cut,) = lesion_cuts(structure.mask[z : z + 1], 1, spec.support_window, spec.support_context)
+        anatomy = structure.anatomy
+        cases.append(LabelledCase(cut.apply(structure.pixels[z], "edge"),
+                                  cut.apply((structure.mask[z] > 0).astype(np.float32), "constant"), structure.name,
+                                  anatomy=None if anatomy is None else cut.apply(anatomy[z], "edge")))
     return build_support_set(cases)
 
 
@@ -150,7 +160,8 @@ def query_block(structures: Iterable[StructureSlices], max_slices: int | None) -
 def fewshot_segmenters(task: FewShotDefinition, device: str, candidate: Path | None = None
                        ) -> tuple[dict[str, PrototypeSegmenter], dict[str, str]]:
     """The shipped segmenter (``served``, left out when the repository has none; ``candidate``'s weights instead
-    when given) and a seeded, untrained one, on ``device``; and where each comes from."""
+    when given), a seeded, untrained one and, when the task joins anatomy features, the served encoder without
+    them (``encoder_only``), on ``device``; and where each comes from."""
     torch.manual_seed(UNTRAINED_SEED)
     segmenters = {"untrained": build_segmenter(task).eval()}
     sources = {"untrained": f"untrained, torch.manual_seed({UNTRAINED_SEED})"}
@@ -163,6 +174,13 @@ def fewshot_segmenters(task: FewShotDefinition, device: str, candidate: Path | N
         sources["served"] = f"shipped {task.pretrained}"
     else:
         sources["served"] = f"no shipped encoder at {task.pretrained}"
+    if task.anatomy is not None and "served" in segmenters:
+        alone = copy.deepcopy(segmenters["served"])
+        alone.anatomy_weight = 0.0
+        segmenters["encoder_only"] = alone
+        sources["encoder_only"] = f"{sources['served']}, without anatomy features"
+        for name in ("served", "untrained"):
+            sources[name] += f", joined with anatomy features (weight {task.anatomy.weight}: {task.anatomy.tasks})"
     return {name: s.to(device) for name, s in segmenters.items()}, sources
 
 
@@ -219,6 +237,7 @@ def evaluate_fewshot(
     task: FewShotDefinition,
     shots: Sequence[int] = SHOTS,
     max_query_slices: int | None = None,
+    anatomy: AnatomyFeatures | None = None,
 ) -> dict[str, Any]:
     """Few-shot Dice of every method on every pair at each shot count.
 
@@ -230,6 +249,8 @@ def evaluate_fewshot(
         shots: support slice counts.
         max_query_slices: evaluate at most this many contiguous query slices (centred on the query's structures),
             ``None`` for the whole query stack.
+        anatomy: the task's anatomy features (:func:`~hope.fewshot.anatomy_features.anatomy_features`), ``None``
+            for the encoder's features alone.
 
     Returns:
         ``{"pairs": {pair name: {"kind", "support", "query", "contrast", "query_slices", "shots": {"<k>":
@@ -239,7 +260,7 @@ def evaluate_fewshot(
     """
     kinds = {p.kind for p in pairs}
     named = {scan.name for p in pairs for scan in (p.support, p.query)}
-    stacks = {s.scan.name: scan_slices(s, kinds, task.slices) for s in scans if s.scan.name in named}
+    stacks = {s.scan.name: scan_slices(s, kinds, task.slices, anatomy) for s in scans if s.scan.name in named}
     result: dict[str, Any] = {"pairs": {}, "skipped": {}, "mean": {}}
     runnable = []
     for pair in pairs:
@@ -252,12 +273,14 @@ def evaluate_fewshot(
     for query in sorted({p.query.name for p in runnable}):
         query_pairs = [p for p in runnable if p.query.name == query]
         block = query_block([stacks[query][p.kind] for p in query_pairs], max_query_slices)
-        pixels = stacks[query][query_pairs[0].kind].pixels[block]
+        first = stacks[query][query_pairs[0].kind]
+        pixels = first.pixels[block]
+        query_anatomy = None if first.anatomy is None else first.anatomy[block]
         supports = {_support_key(p, k): support_set(stacks[p.support.name][p.kind],
                                                   evenly_spaced(stacks[p.support.name][p.kind].candidates(), k),
                                                   task.slices)
                     for p in query_pairs for k in shots}
-        answers = {name: lesion_probabilities(segmenter, supports, pixels, settings.batch_slices)
+        answers = {name: lesion_probabilities(segmenter, supports, pixels, settings.batch_slices, query_anatomy)
                    for name, segmenter in segmenters.items()}
         for pair in query_pairs:
             result["pairs"][pair.name] = {

@@ -85,14 +85,15 @@ def real_cases(data_dir: Path) -> tuple[RealCase, ...]:
 
 @dataclass(frozen=True)
 class StructureSlices:
-    """One structure of one real case on the few-shot slice grid: ``pixels`` ``(Z, H, W)`` in ``[0, 1]`` and its
-    binary ``mask`` ``(Z, H, W)``."""
+    """One structure of one real case on the few-shot slice grid: ``pixels`` ``(Z, H, W)`` in ``[0, 1]``, its
+    binary ``mask`` ``(Z, H, W)`` and, when computed, the case's ``(Z, K, H, W)`` anatomy features."""
 
     name: str
     case: str
     modality: str
     pixels: np.ndarray
     mask: np.ndarray
+    anatomy: np.ndarray | None = None
 
     def candidates(self, min_pixels: int = MIN_LESION_PIXELS) -> list[int]:
         """Slices with at least ``min_pixels`` structure pixels."""

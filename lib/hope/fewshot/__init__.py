@@ -20,7 +20,10 @@ Serving (the ``fewshot_tumor`` and ``tumor_grade`` tasks):
 * :mod:`~hope.fewshot.checkpoint`: weights;
 * :mod:`~hope.fewshot.volumes`: 3D series to 2D slice stacks and back;
 * :mod:`~hope.fewshot.support_library`: support sets from case records and final SEGs;
-* :mod:`~hope.fewshot.volume_inference`: a whole stack against several types.
+* :mod:`~hope.fewshot.volume_inference`: a whole stack against several types;
+* :mod:`~hope.fewshot.anatomy_features`: what the synthesis-trained supervised network of a series' modality sees
+  (vertebra, disc, cord, canal, tumour), joined to the encoder's features so that matching follows anatomy across
+  contrasts.
 
 Phantom tumour types and CT stacks through them are in :mod:`hope.phantoms.tumor_types` and
 :mod:`hope.phantoms.tumor_stacks`; the benchmark's real-data proxy and supervised baselines in

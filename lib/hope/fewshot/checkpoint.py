@@ -27,9 +27,12 @@ def _build(cls: type, args: dict[str, Any], task: FewShotDefinition, section: st
 
 
 def build_segmenter(task: FewShotDefinition) -> PrototypeSegmenter:
-    """A :class:`PrototypeSegmenter` with an untrained :class:`ConvEncoder`, as ``network:`` describes."""
+    """A :class:`PrototypeSegmenter` with an untrained :class:`ConvEncoder`, as ``network:`` describes, joining
+    anatomy features with the ``anatomy:`` section's weight (none without it)."""
     encoder = _build(ConvEncoder, dict(task.network.encoder), task, "encoder")
-    return _build(PrototypeSegmenter, {"encoder": encoder, **task.network.prototypes}, task, "prototypes")
+    weight = task.anatomy.weight if task.anatomy is not None else 0.0
+    return _build(PrototypeSegmenter, {"encoder": encoder, "anatomy_weight": weight, **task.network.prototypes},
+                  task, "prototypes")
 
 
 def build_embedder(task: FewShotDefinition) -> LesionEmbedder:

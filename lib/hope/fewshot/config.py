@@ -56,6 +56,19 @@ class FewShotNetwork:
 
 
 @dataclass(frozen=True)
+class FewShotAnatomy:
+    """The ``anatomy:`` section: anatomy features joined to the encoder's (:mod:`hope.fewshot.anatomy_features`).
+
+    ``tasks`` names, per modality, the supervised task whose shipped network (trained on contrast-randomised
+    synthesis) gives the features; ``weight`` is their share of the cosine similarity against the encoder's (both
+    parts are unit vectors before the anatomy part is scaled by it).
+    """
+
+    weight: float
+    tasks: dict[str, str]
+
+
+@dataclass(frozen=True)
 class FewShotTraining:
     """Defaults of an admin-started refresh (``POST /train/<task>``) and the bounds a request must keep to."""
 
@@ -77,6 +90,7 @@ class FewShotDefinition:
     pretrained: str | None
     inference: FewShotInference = field(default_factory=FewShotInference)
     training: FewShotTraining | None = None  # None: the task has no trainer
+    anatomy: FewShotAnatomy | None = None  # None: the encoder's features alone
 
 
 def _positive(value: Any, where: str, cast: type = float) -> Any:
@@ -117,7 +131,19 @@ def parse_fewshot_task(data: dict[str, Any], where: str = "task") -> FewShotDefi
         pretrained=str(pretrained) if pretrained else None,
         inference=_inference(section(data, "inference", where), f"{where}.inference"),
         training=_training(data["training"], f"{where}.training") if data.get("training") else None,
+        anatomy=_anatomy(data["anatomy"], f"{where}.anatomy") if data.get("anatomy") else None,
     )
+
+
+def _anatomy(raw: dict[str, Any], where: str) -> FewShotAnatomy:
+    unknown = sorted(set(raw) - {"weight", "tasks"})
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {unknown}; known: tasks, weight")
+    tasks = section(raw, "tasks", where)
+    if not tasks:
+        raise ConfigError(f"{where}.tasks: name a supervised task per modality, e.g. {{CT: spine_ct, MR: spine_mr}}")
+    return FewShotAnatomy(weight=number(raw, "weight", 1.0, where, low=0.0),
+                          tasks={str(m).upper(): str(t) for m, t in tasks.items()})
 
 
 def _network(raw: dict[str, Any], where: str) -> FewShotNetwork:

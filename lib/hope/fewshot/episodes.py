@@ -18,30 +18,35 @@ GRADES = ("benign", "borderline", "malignant")
 class LabelledCase:
     """One annotated 2D slice: ``image`` ``(H, W)`` float, lesion ``mask`` ``(H, W)`` {0, 1}, its type and grade.
 
-    Images are expected roughly in ``[0, 1]`` (a fixed CT window scaled to unit range).
+    Images are expected roughly in ``[0, 1]`` (a fixed CT window scaled to unit range). ``anatomy``, when given,
+    is the slice's ``(K, H, W)`` anatomy features (:mod:`hope.fewshot.anatomy_features`).
     """
 
     image: np.ndarray
     mask: np.ndarray
     tumor_type: str
     grade: str | None = None
+    anatomy: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
 class SupportSet:
-    """Stacked cases as tensors: ``images`` and ``masks`` ``(k, 1, H, W)`` float32, plus each case's type and grade."""
+    """Stacked cases as tensors: ``images`` and ``masks`` ``(k, 1, H, W)`` float32, plus each case's type and grade,
+    and ``anatomy`` ``(k, K, H, W)`` when every case has anatomy features."""
 
     images: torch.Tensor
     masks: torch.Tensor
     tumor_types: tuple[str, ...]
     grades: tuple[str | None, ...]
+    anatomy: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return self.images.shape[0]
 
     def to(self, device: torch.device | str) -> SupportSet:
         """The same set with its tensors on ``device``."""
-        return SupportSet(self.images.to(device), self.masks.to(device), self.tumor_types, self.grades)
+        anatomy = None if self.anatomy is None else self.anatomy.to(device)
+        return SupportSet(self.images.to(device), self.masks.to(device), self.tumor_types, self.grades, anatomy)
 
 
 @dataclass(frozen=True)
@@ -80,19 +85,30 @@ def build_support_set(cases: Sequence[LabelledCase]) -> SupportSet:
     """Stack labelled cases (each with a non-empty mask) into a :class:`SupportSet`.
 
     Cases cut to different sizes (:func:`hope.fewshot.volumes.support_size` sizes each case's cut to its lesion)
-    are padded to the largest, centred: images with their edge values, masks with background.
+    are padded to the largest, centred: images and anatomy features with their edge values, masks with background.
+    The set has anatomy features when every case has them; a mix is refused.
     """
     if not cases:
         raise ValueError("a support set needs at least one labelled case")
     if any(c.image.shape != c.mask.shape for c in cases):
         raise ValueError("each support case's image and mask must have one size, got "
                          f"{sorted({(c.image.shape, c.mask.shape) for c in cases})}")
+    if any(c.anatomy is not None and c.anatomy.shape[1:] != c.image.shape for c in cases):
+        raise ValueError("each support case's anatomy features must be (K, H, W) over its image's (H, W)")
     if any(not np.any(c.mask) for c in cases):
         raise ValueError("every support case needs a non-empty lesion mask")
     size = tuple(max(c.image.shape[i] for c in cases) for i in range(2))
     images = torch.from_numpy(np.stack([_pad_to(c.image, size, "edge") for c in cases]).astype(np.float32))[:, None]
     masks = torch.from_numpy(np.stack([_pad_to(c.mask > 0, size, "constant") for c in cases]).astype(np.float32))
-    return SupportSet(images, masks[:, None], tuple(c.tumor_type for c in cases), tuple(c.grade for c in cases))
+    with_anatomy = {c.anatomy is not None for c in cases}
+    if len(with_anatomy) > 1:
+        raise ValueError("some support cases have anatomy features and some do not; give them to all or none")
+    anatomy = None
+    if with_anatomy == {True}:
+        anatomy = torch.from_numpy(np.stack([_pad_to(c.anatomy, (c.anatomy.shape[0], *size), "edge")  # type: ignore[union-attr]
+                                             for c in cases]).astype(np.float32))
+    return SupportSet(images, masks[:, None], tuple(c.tumor_type for c in cases), tuple(c.grade for c in cases),
+                      anatomy)
 
 
 def _pad_to(array: np.ndarray, size: tuple[int, ...], mode: str) -> np.ndarray:

@@ -37,6 +37,19 @@ def local_prototypes(features: torch.Tensor, masks: torch.Tensor, window: int, m
     return pooled.permute(0, 2, 3, 1).reshape(-1, features.shape[1])[keep]
 
 
+def join_features(features: torch.Tensor, anatomy: torch.Tensor | None, weight: float) -> torch.Tensor:
+    """Encoder ``features`` ``(B, C, h, w)`` joined with ``anatomy`` ``(B, K, H, W)`` (area-resampled to ``h, w``).
+
+    Each part is made a unit vector per pixel and the anatomy part scaled by ``weight``, so the cosine similarity
+    of two joined vectors is ``(cos_encoder + weight^2 cos_anatomy) / (1 + weight^2)``. Without anatomy (or with
+    weight 0) the features are returned as they are.
+    """
+    if anatomy is None or weight == 0:
+        return features
+    anatomy = F.interpolate(anatomy.to(features), size=features.shape[-2:], mode="area")
+    return torch.cat([F.normalize(features, dim=1), weight * F.normalize(anatomy, dim=1)], dim=1)
+
+
 def class_scores(features: torch.Tensor, prototypes: torch.Tensor, scale: float, chunk: int = 1 << 16
                  ) -> torch.Tensor:
     """Score of one class at each pixel from its ``(P, C)`` prototypes: ``(B, C, h, w) -> (B, h, w)``.
@@ -61,7 +74,8 @@ class PrototypeSegmenter(nn.Module):
 
     Foreground and background prototypes are the per-image masked averages plus local prototypes
     (``local_window`` feature cells, at least ``local_min_fraction`` covered). ``scale`` multiplies the cosine
-    similarities (20 in PANet/ALPNet).
+    similarities (20 in PANet/ALPNet). Where support and query come with anatomy features, they are joined to the
+    encoder's with ``anatomy_weight`` (:func:`join_features`).
     """
 
     def __init__(
@@ -70,12 +84,18 @@ class PrototypeSegmenter(nn.Module):
         scale: float = 20.0,
         local_window: int = 4,
         local_min_fraction: float = 0.95,
+        anatomy_weight: float = 0.0,
     ) -> None:
         super().__init__()
         self.encoder = encoder
         self.scale = scale
         self.local_window = local_window
         self.local_min_fraction = local_min_fraction
+        self.anatomy_weight = anatomy_weight
+
+    def features(self, images: torch.Tensor, anatomy: torch.Tensor | None = None) -> torch.Tensor:
+        """Encoder features of ``(B, 1, H, W)`` images, joined with their ``(B, K, H, W)`` anatomy features."""
+        return join_features(self.encoder(images), anatomy, self.anatomy_weight)
 
     def prototypes(self, support_features: torch.Tensor, support_masks: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """Foreground and background prototypes ``(P_fg, C)``, ``(P_bg, C)`` from support features and masks."""
@@ -105,8 +125,22 @@ class PrototypeSegmenter(nn.Module):
         return self.logits_from_features(features[:k], support_masks, features[k:], query_images.shape[-2:])
 
     @torch.no_grad()
-    def segment(self, support: SupportSet, query_images: torch.Tensor) -> torch.Tensor:
-        """Lesion probability ``(Q, H, W)`` for ``(Q, 1, H, W)`` query images, given a support set."""
+    def segment(self, support: SupportSet, query_images: torch.Tensor, query_anatomy: torch.Tensor | None = None
+                ) -> torch.Tensor:
+        """Lesion probability ``(Q, H, W)`` for ``(Q, 1, H, W)`` query images, given a support set (and the
+        queries' anatomy features when the support has them)."""
         device = next(self.parameters()).device
-        logits = self(support.images.to(device), support.masks.to(device), query_images.to(device))
+        support = support.to(device)
+        _check_anatomy(support, query_anatomy)
+        support_features = self.features(support.images, support.anatomy)
+        query_features = self.features(query_images.to(device),
+                                       None if query_anatomy is None else query_anatomy.to(device))
+        logits = self.logits_from_features(support_features, support.masks, query_features, query_images.shape[-2:])
         return logits.softmax(dim=1)[:, 1]
+
+
+def _check_anatomy(support: SupportSet, query_anatomy: torch.Tensor | None) -> None:
+    """Refuse support and query of which only one has anatomy features: their features would not compare."""
+    if (support.anatomy is None) != (query_anatomy is None):
+        which = "support" if query_anatomy is None else "query"
+        raise ValueError(f"only the {which} has anatomy features; give them to both or neither")

@@ -11,14 +11,16 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol
 
+import numpy as np
 import SimpleITK as sitk
 
+from hope.fewshot.anatomy_features import AnatomyFeatures
 from hope.fewshot.config import SliceSpec
 from hope.fewshot.episodes import LabelledCase
-from hope.fewshot.volumes import lesion_slices, mask_on_slices, to_slices
+from hope.fewshot.volumes import lesion_cuts, mask_on_slices, to_slices
 
 logger = logging.getLogger(__name__)
 
@@ -33,11 +35,12 @@ class CaseRecordLike(Protocol):
 
 @dataclass(frozen=True)
 class LabelledSeries:
-    """An image series with a final label in the store: its study and the SEG that is its label."""
+    """An image series with a final label in the store: its study, the SEG that is its label, and its modality."""
 
     series_uid: str
     study_uid: str
     label_uid: str
+    modality: str
 
 
 @dataclass(frozen=True)
@@ -61,7 +64,9 @@ class SupportLibrary:
     """Support cases built from case records and final labels, on demand.
 
     ``records()`` lists the case records; ``labelled()`` the series with final labels; ``load(series_uid)`` gives
-    a series' image and final label volumes. A label's lesion is its voxels of value ``lesion_value``.
+    a series' image and final label volumes. A label's lesion is its voxels of value ``lesion_value``. With
+    ``anatomy``, every support slice carries its anatomy features (:mod:`hope.fewshot.anatomy_features`), computed
+    once per series and label like the slices.
     """
 
     def __init__(
@@ -71,25 +76,37 @@ class SupportLibrary:
         load: Callable[[str], tuple[sitk.Image, sitk.Image]],
         spec: SliceSpec,
         lesion_value: int,
+        anatomy: AnatomyFeatures | None = None,
     ) -> None:
         self._records = records
         self._labelled = labelled
         self._load = load
         self.spec = spec
         self.lesion_value = lesion_value
+        self.anatomy = anatomy
         self._slices: dict[tuple[str, str], tuple[LabelledCase, ...]] = {}
         self._lock = threading.Lock()
         self.skipped: dict[str, str] = {}
 
-    def lesion_cases(self, image: sitk.Image, lesion: sitk.Image, tumor_type: str, grade: str | None
-                     ) -> tuple[LabelledCase, ...]:
+    def lesion_cases(self, image: sitk.Image, lesion: sitk.Image, tumor_type: str, grade: str | None,
+                     modality: str | None = None) -> tuple[LabelledCase, ...]:
         """The lesion slices of ``image`` under the binary ``lesion`` mask (on its grid), as :class:`LabelledCase`
-        (empty when the mask is)."""
+        (empty when the mask is); with their anatomy features when the library has them and ``modality`` is given
+        (grading compares lesions alone and gives none)."""
         stack = to_slices(image, self.spec)
         mask = mask_on_slices(lesion, stack)
-        pairs = lesion_slices(stack.pixels, mask, self.spec.support_slices_per_case, self.spec.support_window,
-                              self.spec.support_context)
-        return tuple(LabelledCase(img, msk, tumor_type, grade) for img, msk in pairs)
+        cuts = lesion_cuts(mask, self.spec.support_slices_per_case, self.spec.support_window,
+                           self.spec.support_context)
+        if not cuts:
+            return ()
+        anatomy = None
+        if self.anatomy is not None and modality is not None:
+            anatomy = self.anatomy.on_stack(image, modality, stack)
+        return tuple(
+            LabelledCase(cut.apply(stack.pixels[cut.z], "edge"), cut.apply(mask[cut.z].astype(np.float32), "constant"),
+                         tumor_type, grade, None if anatomy is None else cut.apply(anatomy[cut.z], "edge"))
+            for cut in cuts
+        )
 
     def cases(self, exclude_series: str | None = None) -> list[SupportCase]:
         """Every support case now in the store, except the series ``exclude_series`` (the query itself)."""
@@ -108,13 +125,13 @@ class SupportLibrary:
                 if key not in self._slices:
                     image, label = self._load(series.series_uid)
                     self._slices[key] = self.lesion_cases(image, label == self.lesion_value, record.tumor_type,
-                                                          record.verdict)
+                                                          record.verdict, series.modality)
                 slices = self._slices[key]
                 if not slices:
                     self.skipped[series.series_uid] = "its final label has no lesion voxels"
                     continue
                 # The record may have changed since the slices were cut: type and verdict are read afresh.
-                slices = tuple(LabelledCase(c.image, c.mask, record.tumor_type, record.verdict) for c in slices)
+                slices = tuple(replace(c, tumor_type=record.tumor_type, grade=record.verdict) for c in slices)
                 found.append(SupportCase(series.series_uid, series.study_uid, series.label_uid,
                                          record.tumor_type, record.verdict, slices))
         return found

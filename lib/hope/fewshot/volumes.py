@@ -85,26 +85,46 @@ def support_size(masks: Sequence[np.ndarray], window: int, context: float) -> in
     return window if wanted <= window else -(-wanted // 8) * 8
 
 
-def lesion_slices(pixels: np.ndarray, mask: np.ndarray, count: int, window: int | None = None,
-                  context: float = 0.0) -> list[tuple[np.ndarray, np.ndarray]]:
-    """The ``count`` slices with the largest lesion area, largest first, as ``(image, mask)`` 2D pairs.
+@dataclass(frozen=True)
+class LesionCut:
+    """Slice ``z`` of a stack, cut (when ``size``) to a ``size`` x ``size`` square centred on ``centre``."""
 
-    With ``window``, each pair is cut to a square centred on that slice's lesion (the image edge-padded, the mask
-    zero-padded at the border): :func:`support_size` of the chosen slices' lesions, ``window`` and ``context``, so
-    every pair of one call has one size. Slices without lesion are never returned.
-    """
+    z: int
+    centre: tuple[int, int]
+    size: int
+
+    def apply(self, array: np.ndarray, mode: str) -> np.ndarray:
+        """The cut of a ``(H, W)`` or ``(C, H, W)`` slice, padded (``mode``) at the border; the slice whole when
+        ``size`` is 0."""
+        if not self.size:
+            return array
+        if array.ndim == 3:
+            return np.stack([_window(channel, self.centre, self.size, mode) for channel in array])
+        return _window(array, self.centre, self.size, mode)
+
+
+def lesion_cuts(mask: np.ndarray, count: int, window: int | None = None, context: float = 0.0) -> list[LesionCut]:
+    """The ``count`` slices of a ``(Z, H, W)`` ``mask`` with the largest lesion area, largest first, and where to
+    cut them: with ``window``, a square centred on each slice's lesion, of :func:`support_size` of the chosen slices'
+    lesions, ``window`` and ``context`` (so every cut of one call has one size). Slices without lesion are never
+    chosen."""
     areas = (mask > 0).reshape(len(mask), -1).sum(axis=1).astype(np.int64)
     chosen = [int(z) for z in np.argsort(-areas, kind="stable")[:count] if areas[z] > 0]
     size = support_size([mask[z] > 0 for z in chosen], window, context) if window else 0
-    pairs = []
+    cuts = []
     for z in chosen:
-        image, lesion = pixels[z], (mask[z] > 0).astype(np.float32)
-        if size:
-            ys, xs = np.nonzero(lesion)
-            centre = (round(float(ys.mean())), round(float(xs.mean())))
-            image, lesion = _window(image, centre, size, "edge"), _window(lesion, centre, size, "constant")
-        pairs.append((image.astype(np.float32), lesion))
-    return pairs
+        ys, xs = np.nonzero(mask[z] > 0)
+        cuts.append(LesionCut(z, (round(float(ys.mean())), round(float(xs.mean()))), size))
+    return cuts
+
+
+def lesion_slices(pixels: np.ndarray, mask: np.ndarray, count: int, window: int | None = None,
+                  context: float = 0.0) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The ``count`` slices with the largest lesion area, largest first, as ``(image, mask)`` 2D pairs, cut as
+    :func:`lesion_cuts` says (the image edge-padded, the mask zero-padded at the border)."""
+    return [(cut.apply(pixels[cut.z], "edge").astype(np.float32),
+             cut.apply((mask[cut.z] > 0).astype(np.float32), "constant"))
+            for cut in lesion_cuts(mask, count, window, context)]
 
 
 def largest_component(mask: np.ndarray) -> np.ndarray:

@@ -7,6 +7,9 @@
 * ``adapt_steps``: first-order fine-tuning steps of the encoder on the named type's support set before segmenting
   (0 by default, at most ``inference.max_adapt_steps``).
 
+With the task's ``anatomy:`` section, the query and every support slice carry anatomy features (the supervised
+network of their modality, :mod:`hope.fewshot.anatomy_features`), joined to the encoder's in the matching.
+
 The support set of a type is every series with a final label of a study recorded as that type (see
 :class:`~hope.fewshot.support_library.SupportLibrary`); the query series itself is never its own support. The
 answer is a lesion label on the image's grid (the store's ``tumor`` value) and JSON: the type asked for, the match
@@ -18,6 +21,7 @@ from __future__ import annotations
 
 import copy
 from collections import defaultdict
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -47,6 +51,7 @@ class FewShotTumorInfer(InferTask):
         model: ReloadingModel[PrototypeSegmenter],
         library: SupportLibrary,
         vocabulary: CaseVocabulary,
+        modality_of: Callable[[str], str | None] | None = None,
     ) -> None:
         super().__init__(
             type=InferType.SEGMENTATION,
@@ -59,6 +64,7 @@ class FewShotTumorInfer(InferTask):
         self.model = model
         self.library = library
         self.vocabulary = vocabulary
+        self.modality_of = modality_of
         settings = definition.inference
         self.threshold = settings.threshold
         self.keep_largest = settings.keep_largest_component
@@ -80,6 +86,18 @@ class FewShotTumorInfer(InferTask):
             raise InvalidInputError(f"unknown tumor_type {raw!r}; known types: {', '.join(self.vocabulary.tumor_types)}"
                                     f" (or {ALL_TYPES!r})")
         return key
+
+    def query_modality(self, request: dict[str, Any]) -> str:
+        """The modality of the request's series (asked of the store), or the task's only modality; a 422 when
+        neither tells it."""
+        series = request.get("hope_series_uid")
+        modality = self.modality_of(series) if series and self.modality_of is not None else None
+        if modality is None and len(self.definition.modalities) == 1:
+            modality = self.definition.modalities[0]
+        if modality is None:
+            raise InvalidInputError(f"cannot tell the modality of {request.get('image')!r}: segment a series of the "
+                                    f"store ({', '.join(self.definition.modalities)})")
+        return modality
 
     def support_by_type(self, named: str | None, exclude_series: str | None) -> dict[str, list[SupportCase]]:
         """The support cases to segment against, by type; 409 with what to do when there are none."""
@@ -110,7 +128,10 @@ class FewShotTumorInfer(InferTask):
             segmenter = self._adapted(segmenter, supports[named], steps)  # type: ignore[index]
         image = sitk.ReadImage(request["image"])
         stack = to_slices(image, self.definition.slices)
-        probabilities = lesion_probabilities(segmenter, supports, stack.pixels, self.batch)
+        anatomy = None
+        if self.library.anatomy is not None:
+            anatomy = self.library.anatomy.on_stack(image, self.query_modality(request), stack)
+        probabilities = lesion_probabilities(segmenter, supports, stack.pixels, self.batch, anatomy)
         combined = np.max(np.stack(list(probabilities.values())), axis=0)
         mask = probability_on_image(combined, stack, image) > self.threshold
         if self.keep_largest:

@@ -47,6 +47,7 @@ from hope.datastore.measurement_reports import MeasurementReports
 from hope.datastore.orthanc import OrthancDatastore
 from hope.datastore.results import ResultStore
 from hope.errors import InvalidInputError
+from hope.fewshot.anatomy_features import AnatomyError, AnatomyFeatures, anatomy_features
 from hope.fewshot.config import FewShotDefinition, load_fewshot_task
 from hope.fewshot.support_library import LabelledSeries, SupportLibrary
 from hope.infers.scribbles import StructureScribblesInfer
@@ -316,8 +317,8 @@ def _fewshot_wiring(collab: Collaborators, datastore: OrthancDatastore, definiti
     records = collab.case_repository
 
     def labelled() -> list[LabelledSeries]:
-        return [LabelledSeries(uid, seg.study_uid, seg.uid) for uid, seg in datastore.final_labels().items()
-                if datastore.modality(uid) in definition.modalities]
+        return [LabelledSeries(uid, seg.study_uid, seg.uid, modality) for uid, seg in datastore.final_labels().items()
+                if (modality := datastore.modality(uid)) in definition.modalities]
 
     def load_image(series_uid: str) -> sitk.Image:
         return sitk.ReadImage(datastore.get_image_uri(series_uid))
@@ -343,9 +344,19 @@ def _fewshot_wiring(collab: Collaborators, datastore: OrthancDatastore, definiti
                 f"{definition.inference.segment_with!r}, which is not served (served: {', '.join(collab.infers)}); "
                 "list it in fewshot_tasks of server.yaml before this task"
             )
-    library = SupportLibrary(lambda: records().list_cases(), labelled, load, definition.slices, lesion_value)
+    library = SupportLibrary(lambda: records().list_cases(), labelled, load, definition.slices, lesion_value,
+                             _anatomy(definition))
     return FewShotWiring(library=library, vocabulary=vocabulary, list_images=list_images, load_image=load_image,
-                         final_label=final_label, segment=segment)
+                         final_label=final_label, segment=segment, modality_of=datastore.modality)
+
+
+def _anatomy(definition: FewShotDefinition) -> AnatomyFeatures | None:
+    """The anatomy features of a few-shot task's ``anatomy:`` section; a :class:`ConfigError` naming the file when
+    its tasks or their weights are missing."""
+    try:
+        return anatomy_features(definition)
+    except (ConfigError, FileNotFoundError, AnatomyError) as exc:
+        raise ConfigError(f"{config_dir() / 'tasks' / f'{definition.name}.yaml'}: anatomy: {exc}") from exc
 
 
 def _strategies(collab: Collaborators) -> dict[str, Strategy]:

@@ -45,6 +45,7 @@ class FewShotWiring:
         load_image: a series as a SimpleITK image.
         final_label: the local file of a series' final label, or ``None`` when it has none.
         segment: the infer task that finds a lesion when a request gives none (``inference.segment_with``).
+        modality_of: a series' modality (``None`` when the store has no such series).
     """
 
     library: SupportLibrary
@@ -53,6 +54,7 @@ class FewShotWiring:
     load_image: Callable[[str], sitk.Image]
     final_label: Callable[[str], str | None]
     segment: InferTask | None = None
+    modality_of: Callable[[str], str | None] | None = None
 
 
 class FewShotTaskConfig(TaskConfig):
@@ -105,7 +107,8 @@ class FewShotTumorTaskConfig(FewShotTaskConfig):
     def infer(self) -> InferTask:
         """The few-shot segmentation infer task."""
         model = ReloadingModel(self.registry.served_path, lambda p: load_segmenter(p, self.definition))
-        return FewShotTumorInfer(self.definition, model, self.wiring.library, self.wiring.vocabulary)
+        return FewShotTumorInfer(self.definition, model, self.wiring.library, self.wiring.vocabulary,
+                                 self.wiring.modality_of)
 
     def trainer(self) -> TrainTask | None:
         """The admin-started refresh of the encoder on the store, when the task YAML has a ``training`` section."""
