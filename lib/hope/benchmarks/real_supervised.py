@@ -21,10 +21,11 @@ import numpy as np
 import SimpleITK as sitk
 import torch
 
-from hope.benchmarks.real_cases import LoadedScan, label_kind
+from hope.benchmarks.real_cases import LoadedScan
 from hope.benchmarks.real_proxy import dice
 from hope.config import REPO_ROOT, TaskDefinition
 from hope.infers.segmentation import SegmentationInfer
+from hope.label_kinds import label_kind
 from hope.models.initial import UNTRAINED_SEED
 from hope.networks import build_network
 

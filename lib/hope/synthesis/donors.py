@@ -46,12 +46,12 @@ from scipy import ndimage
 from hope.benchmarks.real_cases import (
     LoadedScan,
     RealScan,
-    label_kind,
     load_scan,
     read_labels,
     real_scans,
 )
 from hope.config import TaskDefinition
+from hope.label_kinds import label_kind
 from hope.synthesis.pipeline import RENDERED, TISSUES
 
 BACKGROUND_CLASSES = 6  # intensity classes of a donor's unlabelled voxels
