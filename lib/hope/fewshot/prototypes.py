@@ -125,22 +125,9 @@ class PrototypeSegmenter(nn.Module):
         return self.logits_from_features(features[:k], support_masks, features[k:], query_images.shape[-2:])
 
     @torch.no_grad()
-    def segment(self, support: SupportSet, query_images: torch.Tensor, query_anatomy: torch.Tensor | None = None
-                ) -> torch.Tensor:
-        """Lesion probability ``(Q, H, W)`` for ``(Q, 1, H, W)`` query images, given a support set (and the
-        queries' anatomy features when the support has them)."""
+    def segment(self, support: SupportSet, query_images: torch.Tensor) -> torch.Tensor:
+        """Lesion probability ``(Q, H, W)`` for ``(Q, 1, H, W)`` query images, given a support set (the encoder's
+        features alone: :func:`hope.fewshot.volume_inference.lesion_probabilities` joins anatomy features)."""
         device = next(self.parameters()).device
-        support = support.to(device)
-        _check_anatomy(support, query_anatomy)
-        support_features = self.features(support.images, support.anatomy)
-        query_features = self.features(query_images.to(device),
-                                       None if query_anatomy is None else query_anatomy.to(device))
-        logits = self.logits_from_features(support_features, support.masks, query_features, query_images.shape[-2:])
+        logits = self(support.images.to(device), support.masks.to(device), query_images.to(device))
         return logits.softmax(dim=1)[:, 1]
-
-
-def _check_anatomy(support: SupportSet, query_anatomy: torch.Tensor | None) -> None:
-    """Refuse support and query of which only one has anatomy features: their features would not compare."""
-    if (support.anatomy is None) != (query_anatomy is None):
-        which = "support" if query_anatomy is None else "query"
-        raise ValueError(f"only the {which} has anatomy features; give them to both or neither")
