@@ -233,3 +233,24 @@ def test_attachment_names_and_rest_root() -> None:
     assert attachment_name("tumor_grade") == "hope-tumor-grade"
     assert orthanc_rest_url("http://127.0.0.1:8042/dicom-web/") == "http://127.0.0.1:8042"
     assert orthanc_rest_url("http://orthanc:8042") == "http://orthanc:8042"
+
+
+def test_support_ensemble_averages_one_shot_predictions() -> None:
+    """With ``support_ensemble``, k support images give the mean of their k one-shot probabilities; without it,
+    their prototypes are pooled (a different answer)."""
+    torch.manual_seed(0)
+    segmenter = build_segmenter(load_fewshot_task("fewshot_tumor")).eval()
+    rng = np.random.default_rng(1)
+    images = torch.from_numpy(rng.random((3, 1, 32, 32), dtype=np.float32))
+    masks = torch.zeros(3, 1, 32, 32)
+    masks[0, :, 4:12, 4:12], masks[1, :, 10:30, 10:30], masks[2, :, 20:24, 2:30] = 1.0, 1.0, 1.0
+    query = torch.from_numpy(rng.random((2, 1, 32, 32), dtype=np.float32))
+    with torch.no_grad():
+        segmenter.support_ensemble = True
+        ensemble = segmenter(images, masks, query).softmax(dim=1)
+        one_shot = torch.stack([segmenter(images[i : i + 1], masks[i : i + 1], query).softmax(dim=1)
+                                for i in range(3)]).mean(dim=0)
+        segmenter.support_ensemble = False
+        pooled = segmenter(images, masks, query).softmax(dim=1)
+    torch.testing.assert_close(ensemble, one_shot, atol=1e-4, rtol=1e-4)
+    assert not torch.allclose(ensemble, pooled, atol=1e-3)

@@ -85,6 +85,7 @@ class PrototypeSegmenter(nn.Module):
         local_window: int = 4,
         local_min_fraction: float = 0.95,
         anatomy_weight: float = 0.0,
+        support_ensemble: bool = False,
     ) -> None:
         super().__init__()
         self.encoder = encoder
@@ -92,6 +93,7 @@ class PrototypeSegmenter(nn.Module):
         self.local_window = local_window
         self.local_min_fraction = local_min_fraction
         self.anatomy_weight = anatomy_weight
+        self.support_ensemble = support_ensemble
 
     def features(self, images: torch.Tensor, anatomy: torch.Tensor | None = None) -> torch.Tensor:
         """Encoder features of ``(B, 1, H, W)`` images, joined with their ``(B, K, H, W)`` anatomy features."""
@@ -111,10 +113,21 @@ class PrototypeSegmenter(nn.Module):
         self, support_features: torch.Tensor, support_masks: torch.Tensor, query_features: torch.Tensor,
         size: tuple[int, int] | torch.Size,
     ) -> torch.Tensor:
-        """``(Q, 2, *size)`` logits from already encoded support and query images (batched training)."""
-        fg, bg = self.prototypes(support_features, support_masks)
-        logits = torch.stack([class_scores(query_features, p, self.scale) for p in (bg, fg)], dim=1)
-        return F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
+        """``(Q, 2, *size)`` logits from already encoded support and query images (batched training).
+
+        With ``support_ensemble``, each support image gives its own prototypes and prediction, and the logits are the
+        log of their mean probabilities.
+        """
+        def logits(features: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+            fg, bg = self.prototypes(features, masks)
+            scores = torch.stack([class_scores(query_features, p, self.scale) for p in (bg, fg)], dim=1)
+            return F.interpolate(scores, size=size, mode="bilinear", align_corners=False)
+
+        if not self.support_ensemble or len(support_features) == 1:
+            return logits(support_features, support_masks)
+        probabilities = torch.stack([logits(support_features[i : i + 1], support_masks[i : i + 1]).softmax(dim=1)
+                                     for i in range(len(support_features))])
+        return probabilities.mean(dim=0).clamp_min(1e-6).log()
 
     def forward(
         self, support_images: torch.Tensor, support_masks: torch.Tensor, query_images: torch.Tensor
