@@ -41,7 +41,7 @@ from hope.config import REPO_ROOT
 from hope.fewshot.anatomy_features import AnatomyFeatures
 from hope.fewshot.checkpoint import build_segmenter, load_segmenter
 from hope.fewshot.config import FewShotDefinition, SliceSpec
-from hope.fewshot.episodes import LabelledCase, SupportSet, build_support_set
+from hope.fewshot.episodes import SupportSet, build_support_set
 from hope.fewshot.prototypes import PrototypeSegmenter
 from hope.fewshot.volume_inference import lesion_probabilities
 from hope.fewshot.volumes import largest_component, lesion_cuts, mask_on_slices, to_slices
@@ -106,11 +106,10 @@ def support_set(structure: StructureSlices, slices: Sequence[int], spec: SliceSp
     (``spec.support_window`` and ``spec.support_context``), with their anatomy features when it has them."""
     cases = []
     for z in slices:
-        (cut,) = lesion_cuts(structure.mask[z : z + 1], 1, spec.support_window, spec.support_context)
-        anatomy = structure.anatomy
-        cases.append(LabelledCase(cut.apply(structure.pixels[z], "edge"),
-                                  cut.apply((structure.mask[z] > 0).astype(np.float32), "constant"), structure.name,
-                                  anatomy=None if anatomy is None else cut.apply(anatomy[z], "edge")))
+        one = slice(z, z + 1)
+        (cut,) = lesion_cuts(structure.mask[one], 1, spec.support_window, spec.support_context)
+        anatomy = None if structure.anatomy is None else structure.anatomy[one]
+        cases.append(cut.case(structure.pixels[one], structure.mask[one], structure.name, anatomy=anatomy))
     return build_support_set(cases)
 
 

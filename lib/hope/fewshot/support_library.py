@@ -14,7 +14,6 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import Protocol
 
-import numpy as np
 import SimpleITK as sitk
 
 from hope.fewshot.anatomy_features import AnatomyFeatures
@@ -102,11 +101,7 @@ class SupportLibrary:
         anatomy = None
         if self.anatomy is not None and modality is not None:
             anatomy = self.anatomy.on_stack(image, modality, stack)
-        return tuple(
-            LabelledCase(cut.apply(stack.pixels[cut.z], "edge"), cut.apply(mask[cut.z].astype(np.float32), "constant"),
-                         tumor_type, grade, None if anatomy is None else cut.apply(anatomy[cut.z], "edge"))
-            for cut in cuts
-        )
+        return tuple(cut.case(stack.pixels, mask, tumor_type, grade, anatomy) for cut in cuts)
 
     def cases(self, exclude_series: str | None = None) -> list[SupportCase]:
         """Every support case now in the store, except the series ``exclude_series`` (the query itself)."""

@@ -17,6 +17,7 @@ import SimpleITK as sitk
 from scipy import ndimage
 
 from hope.fewshot.config import SliceSpec
+from hope.fewshot.episodes import LabelledCase
 
 
 @dataclass(frozen=True)
@@ -102,6 +103,14 @@ class LesionCut:
             return np.stack([_window(channel, self.centre, self.size, mode) for channel in array])
         return _window(array, self.centre, self.size, mode)
 
+    def case(self, pixels: np.ndarray, mask: np.ndarray, tumor_type: str, grade: str | None = None,
+             anatomy: np.ndarray | None = None) -> LabelledCase:
+        """The cut of slice ``z`` of a ``(Z, H, W)`` stack, its mask and its ``(Z, K, H, W)`` anatomy features
+        (when given) as a :class:`LabelledCase`: the image and the features edge-padded, the mask zero-padded."""
+        return LabelledCase(self.apply(pixels[self.z], "edge").astype(np.float32),
+                            self.apply((mask[self.z] > 0).astype(np.float32), "constant"), tumor_type, grade,
+                            None if anatomy is None else self.apply(anatomy[self.z], "edge"))
+
 
 def lesion_cuts(mask: np.ndarray, count: int, window: int | None = None, context: float = 0.0) -> list[LesionCut]:
     """The ``count`` slices of a ``(Z, H, W)`` ``mask`` with the largest lesion area, largest first, and where to
@@ -122,9 +131,8 @@ def lesion_slices(pixels: np.ndarray, mask: np.ndarray, count: int, window: int 
                   context: float = 0.0) -> list[tuple[np.ndarray, np.ndarray]]:
     """The ``count`` slices with the largest lesion area, largest first, as ``(image, mask)`` 2D pairs, cut as
     :func:`lesion_cuts` says (the image edge-padded, the mask zero-padded at the border)."""
-    return [(cut.apply(pixels[cut.z], "edge").astype(np.float32),
-             cut.apply((mask[cut.z] > 0).astype(np.float32), "constant"))
-            for cut in lesion_cuts(mask, count, window, context)]
+    cases = (cut.case(pixels, mask, "") for cut in lesion_cuts(mask, count, window, context))
+    return [(case.image, case.mask) for case in cases]
 
 
 def largest_component(mask: np.ndarray) -> np.ndarray:
