@@ -48,7 +48,7 @@ def kind_channels(labels: Mapping[str, int]) -> list[list[int]]:
 
     Channel 0 is background; a label of no listed kind (none in the shipped tasks) counts as background.
     """
-    groups: list[list[int]] = [[0] for _ in KINDS[:1]] + [[] for _ in KINDS[1:]]
+    groups: list[list[int]] = [[0]] + [[] for _ in KINDS[1:]]
     for name, value in labels.items():
         kind = ALIASES.get(name, label_kind(name))
         groups[KINDS.index(kind) if kind in KINDS else 0].append(int(value))

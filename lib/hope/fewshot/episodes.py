@@ -103,10 +103,11 @@ def build_support_set(cases: Sequence[LabelledCase]) -> SupportSet:
     with_anatomy = {c.anatomy is not None for c in cases}
     if len(with_anatomy) > 1:
         raise ValueError("some support cases have anatomy features and some do not; give them to all or none")
+    features = [c.anatomy for c in cases if c.anatomy is not None]
     anatomy = None
-    if with_anatomy == {True}:
-        anatomy = torch.from_numpy(np.stack([_pad_to(c.anatomy, (c.anatomy.shape[0], *size), "edge")  # type: ignore[union-attr]
-                                             for c in cases]).astype(np.float32))
+    if features:
+        padded = [_pad_to(f, (f.shape[0], *size), "edge") for f in features]
+        anatomy = torch.from_numpy(np.stack(padded).astype(np.float32))
     return SupportSet(images, masks[:, None], tuple(c.tumor_type for c in cases), tuple(c.grade for c in cases),
                       anatomy)
 
