@@ -152,13 +152,19 @@ def orthanc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OrthancSetting
 
 
 @pytest.fixture(scope="session")
-def hope_url(orthanc: OrthancSettings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def hope_tmp(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The temporary folder (``TMPDIR``) of the :func:`hope_url` server: what a request leaves there leaks."""
+    return tmp_path_factory.mktemp("hope-tmp")
+
+
+@pytest.fixture(scope="session")
+def hope_url(orthanc: OrthancSettings, tmp_path_factory: pytest.TempPathFactory, hope_tmp: Path) -> Iterator[str]:
     """A real HOPE server (``monailabel start_server --app apps/hope``) against the test Orthanc.
 
     Background scoring and automatic retraining are off here, so tests that train or time things are not raced
     by background work; the modules that test those features start their own server.
     """
-    with running_hope(orthanc, tmp_path_factory.mktemp("hope")) as (url, _):
+    with running_hope(orthanc, tmp_path_factory.mktemp("hope"), {"TMPDIR": str(hope_tmp)}) as (url, _):
         yield url
 
 

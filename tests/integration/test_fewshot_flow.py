@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import json
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -24,7 +25,7 @@ from hope.datastore.gateway import OrthancGateway
 from hope.fewshot.config import load_fewshot_task
 from hope.fewshot_demo import StoredStack, label_and_record, load_fewshot_demo, store_stack
 from hope.processes.orthanc import OrthancSettings
-from tests.integration.helpers import nifti_bytes, read_nifti_bytes, series_volume, wait_for_training
+from tests.integration.helpers import nifti_bytes, poll, read_nifti_bytes, series_volume, wait_for_training
 
 pytestmark = pytest.mark.slow
 
@@ -130,9 +131,10 @@ def test_every_known_type_is_tried_without_a_named_type(
 
 
 def test_new_case_is_graded_and_the_grade_kept_with_the_study(
-    hope_url: str, labelled: list[StoredStack], query: StoredStack, attachments: SeriesAttachments
+    hope_url: str, labelled: list[StoredStack], query: StoredStack, attachments: SeriesAttachments, hope_tmp: Path
 ) -> None:
-    """Step 3 and 4: grade probabilities and nearest types in the infer JSON, and the same kept in Orthanc."""
+    """Step 3 and 4: grade probabilities and nearest types in the infer JSON, and the same kept in Orthanc; the
+    lesion labels the server wrote on the way (the few-shot segmentation and the answer) do not stay behind."""
     response = _infer(hope_url, "tumor_grade", query.series_uid, "json", {"tumor_type": NEW_TYPE})
     assert response.status_code == 200, response.text
     result = response.json()
@@ -146,6 +148,7 @@ def test_new_case_is_graded_and_the_grade_kept_with_the_study(
     kept = attachments.get(query.series_uid, attachment_name("tumor_grade"))
     assert kept is not None
     assert kept["result"]["probabilities"] == result["probabilities"]
+    poll(lambda: not list(hope_tmp.glob("hope-lesion-*")), 30, "the server to remove its lesion label files")
 
 
 def test_an_uploaded_lesion_is_graded(

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -71,13 +72,12 @@ class TumorGradeInfer(InferTask):
         series_uid = request.get("hope_series_uid")
         segmentation = None
         if request.get("label"):
-            path, source = str(request["label"]), "request"
+            label, source = sitk.ReadImage(str(request["label"])), "request"
         elif series_uid and (final := self.final_label(series_uid)):
-            path, source = final, "final_label"
+            label, source = sitk.ReadImage(final), "final_label"
         else:
-            path, segmentation = self.segment(dict(request))
+            label, segmentation = self.segmented(request)
             source = "fewshot_tumor"
-        label = sitk.ReadImage(path)
         if reason := grid_mismatch(image, label):
             raise InvalidInputError(f"the lesion label does not lie on the image's grid: {reason}")
         values = sitk.GetArrayFromImage(label)
@@ -90,6 +90,15 @@ class TumorGradeInfer(InferTask):
             raise InvalidInputError(f"no lesion to grade: the {source.replace('_', ' ')} label has no "
                                     f"{self.definition.lesion_label} voxels; draw the lesion and send it as label")
         return lesion.astype(np.uint8), source, segmentation
+
+    def segmented(self, request: dict[str, Any]) -> tuple[sitk.Image, dict[str, Any]]:
+        """The few-shot lesion label of the request's image and its JSON; the label's temporary file is removed
+        once read (the answer carries the graded lesion's own label)."""
+        path, segmentation = self.segment(dict(request))
+        try:
+            return sitk.ReadImage(path), segmentation
+        finally:
+            Path(path).unlink(missing_ok=True)
 
     def __call__(self, request: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         """Grade the lesion of ``request["image"]``; returns the lesion label file and the result JSON."""
