@@ -9,7 +9,10 @@ the served model meets the held-out types (``HELDOUT_TYPES``) as new types, as i
   ``--anatomy-share``, with contrast-randomised episodes of spine anatomy whose support and query come from two
   phantom subjects in two random contrasts (:mod:`hope.fewshot.anatomy_episodes`), so that the encoder learns to
   match anatomy, not intensity, and a T2 support can find its structure in a T1 or a CT (measured: not yet; phantom
-  anatomy did not transfer to the real pairs, so the shipped encoder is trained without it);
+  anatomy did not transfer to the real pairs, so the shipped encoder is trained without it); with
+  ``--anatomy-features``, every episode carries anatomy features joined to the encoder's as serving joins them
+  (exact kind maps from the phantoms' labels, given the errors a network makes:
+  :mod:`hope.fewshot.anatomy_training`), so that the encoder learns what they leave out;
 * grading: meta-training of the lesion embedder on base-type grade and type episodes, and its temperature fitted
   on held-aside base-type cases.
 
@@ -21,7 +24,7 @@ file beside each checkpoint. Network sizes come from ``configs/tasks/<task>.yaml
     .venv/bin/python scripts/pretrain_fewshot.py                     # the shipped weights, about 8 min on 2 CPU cores
     .venv/bin/python scripts/pretrain_fewshot.py --quick             # smoke run, writes to a temporary folder
     .venv/bin/python scripts/pretrain_fewshot.py [--seed 0] [--ssl-steps N] [--meta-steps N] [--grader-steps N]
-                                                 [--per-type N] [--unlabelled N] [--anatomy-share 0]
+                                                 [--per-type N] [--unlabelled N] [--anatomy-share 0] [--anatomy-features]
                                                  [--anatomies 48] [--out DIR]
 """
 
@@ -41,11 +44,13 @@ from tqdm.auto import tqdm
 
 from hope.config import REPO_ROOT, load_task
 from hope.fewshot.anatomy_episodes import KINDS, anatomy_episodes, anatomy_slices, mixed_episodes
+from hope.fewshot.anatomy_training import RandAnatomyErrorsd, with_anatomy_errors
 from hope.fewshot.checkpoint import build_embedder, build_segmenter, load_grader, load_segmenter, save_checkpoint
 from hope.fewshot.config import load_fewshot_task
 from hope.fewshot.episodes import (
     GRADES,
     LabelledCase,
+    SegmentationEpisode,
     group_by_type,
     sample_grading_episode,
     sample_segmentation_episode,
@@ -105,13 +110,20 @@ def dice(probability: torch.Tensor, mask: torch.Tensor, threshold: float = THRES
 
 
 def evaluate_segmentation(segmenter: PrototypeSegmenter, cases_by_type: dict[str, list[LabelledCase]], shots: int,
-                          episodes: int) -> float:
-    """Mean query Dice over ``episodes`` 1-way ``shots``-shot episodes (one query each), seeded by ``shots``."""
+                          episodes: int, errors: RandAnatomyErrorsd | None = None) -> float:
+    """Mean query Dice over ``episodes`` 1-way ``shots``-shot episodes (one query each), seeded by ``shots``; with
+    ``errors``, the cases' anatomy features are given them and joined."""
     rng = np.random.default_rng([EVAL_SEED, shots, 1])
+
+    def sample(generator: np.random.Generator) -> SegmentationEpisode:
+        return sample_segmentation_episode(cases_by_type, shots, 1, generator)
+
+    source = with_anatomy_errors(sample, errors) if errors is not None else sample
     scores = []
     for _ in tqdm(range(episodes), desc=f"held-out seg {shots}-shot", leave=False):
-        episode = sample_segmentation_episode(cases_by_type, shots, 1, rng)
-        scores.append(dice(segmenter.segment(episode.support, episode.query.images), episode.query.masks))
+        episode = source(rng)
+        probability = segmenter.segment(episode.support, episode.query.images, episode.query.anatomy)
+        scores.append(dice(probability, episode.query.masks))
     return float(np.mean(scores))
 
 
@@ -128,9 +140,9 @@ def evaluate_grading(grader: LesionGrader, cases_by_type: dict[str, list[Labelle
 
 
 def segmentation_metrics(segmenter: PrototypeSegmenter, heldout: dict[str, list[LabelledCase]],
-                         episodes: int) -> dict[str, float]:
-    """Held-out Dice at 1 and 5 shots."""
-    return {f"heldout_dice_{k}shot": evaluate_segmentation(segmenter, heldout, k, episodes) for k in (1, 5)}
+                         episodes: int, errors: RandAnatomyErrorsd | None = None) -> dict[str, float]:
+    """Held-out Dice at 1 and 5 shots (with anatomy features given ``errors``, when given)."""
+    return {f"heldout_dice_{k}shot": evaluate_segmentation(segmenter, heldout, k, episodes, errors) for k in (1, 5)}
 
 
 def grading_metrics(grader: LesionGrader, heldout: dict[str, list[LabelledCase]], episodes: int) -> dict[str, float]:
@@ -168,6 +180,10 @@ def main() -> None:
                              "phantom tumour types only; 0.5 for 3,000 steps scored below the shipped encoder on "
                              "the real cross-patient pairs of bench_real.py: quick 5-shot 0.064 against 0.188)")
     parser.add_argument("--anatomies", type=int, help=f"phantom subjects of those episodes ({DEFAULT.anatomies})")
+    parser.add_argument("--anatomy-features", action="store_true",
+                        help="meta-train with anatomy features in the loop, as the task's anatomy: section serves "
+                             "them: the phantoms' exact kind maps given a network's errors "
+                             "(hope.fewshot.anatomy_training); the held-out Dice then joins them too")
     parser.add_argument("--out", type=Path, help="output folder (default apps/hope/pretrained; with --quick a "
                                                  "temporary folder)")
     parser.add_argument("--quick", action="store_true", help="a tiny smoke run (well under a minute)")
@@ -202,10 +218,14 @@ def main() -> None:
         return TrainConfig(steps=steps, episodes_per_step=EPISODES_PER_STEP, seed=seed)
 
     start = total_start = time.perf_counter()
-    base = group_by_type(generate_cases(BASE_TYPES, sizes.per_type, seed=10 * seed))
+    features = args.anatomy_features
+    if features and seg_task.anatomy is None:
+        raise SystemExit(f"--anatomy-features: configs/tasks/{SEGMENTATION_TASK}.yaml has no anatomy: section")
+    errors = RandAnatomyErrorsd(keys=["support", "query"]) if features else None
+    base = group_by_type(generate_cases(BASE_TYPES, sizes.per_type, seed=10 * seed, with_anatomy=features))
     base_val = group_by_type(generate_cases(BASE_TYPES, sizes.val_per_type, seed=10 * seed + 1))
     unlabelled = generate_unlabelled(sizes.unlabelled, BASE_TYPES, seed=seed)
-    heldout = group_by_type(generate_cases(HELDOUT_TYPES, EVAL_PER_TYPE, seed=EVAL_SEED))
+    heldout = group_by_type(generate_cases(HELDOUT_TYPES, EVAL_PER_TYPE, seed=EVAL_SEED, with_anatomy=features))
     first_anatomy = ANATOMY_FIRST_SEED + sizes.anatomies * seed
     anatomy_seeds = range(first_anatomy, first_anatomy + sizes.anatomies)
     subjects = anatomy_slices(load_task(ANATOMY_TASK), anatomy_seeds) if args.anatomy_share > 0 else []
@@ -221,6 +241,8 @@ def main() -> None:
     if subjects:
         episodes = mixed_episodes([(episodes, 1.0 - args.anatomy_share),
                                    (anatomy_episodes(subjects, seg_task.slices), args.anatomy_share)])
+    if errors is not None:
+        episodes = with_anatomy_errors(episodes, errors)
     train_episodic(segmenter, episodes, train(sizes.meta_steps), desc="meta-train")
     timings["meta_train_seg_s"] = time.perf_counter() - start
 
@@ -234,14 +256,15 @@ def main() -> None:
     timings["calibrate_s"] = time.perf_counter() - start
 
     start = time.perf_counter()
-    seg_metrics = segmentation_metrics(segmenter, heldout, sizes.eval_episodes)
+    seg_metrics = segmentation_metrics(segmenter, heldout, sizes.eval_episodes, errors)
     grade_metrics = grading_metrics(LesionGrader(embedder, temperature), heldout, sizes.eval_episodes)
     timings["eval_s"] = time.perf_counter() - start
 
     seg_steps = {"ssl": sizes.ssl_steps, "meta_train": sizes.meta_steps}
     grade_steps = {"meta_train": sizes.grader_steps}
     anatomy = {"share": args.anatomy_share, "kinds": list(KINDS), "subjects": len(subjects),
-               "phantom_seeds": [anatomy_seeds[0], anatomy_seeds[-1]] if subjects else []}
+               "phantom_seeds": [anatomy_seeds[0], anatomy_seeds[-1]] if subjects else [],
+               "features_in_the_loop": features}
     seg_path = save_checkpoint(out / f"{SEGMENTATION_TASK}.pt", seg_task, segmenter,
                                {"phantom_types": list(BASE_TYPES), "seed": seed, "steps": seg_steps,
                                 "anatomy_episodes": anatomy})
@@ -250,7 +273,7 @@ def main() -> None:
                                  temperature=temperature)
 
     start = time.perf_counter()  # what the app loads must score the same as what was trained
-    reloaded_seg = segmentation_metrics(load_segmenter(seg_path, seg_task), heldout, sizes.eval_episodes)
+    reloaded_seg = segmentation_metrics(load_segmenter(seg_path, seg_task), heldout, sizes.eval_episodes, errors)
     reloaded_grade = grading_metrics(load_grader(grade_path, grade_task), heldout, sizes.eval_episodes)
     timings["reload_check_s"] = time.perf_counter() - start
     seg_ok, grade_ok = same(seg_metrics, reloaded_seg), same(grade_metrics, reloaded_grade)

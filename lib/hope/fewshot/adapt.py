@@ -15,8 +15,8 @@ from torch.func import functional_call
 
 from hope.fewshot.episodes import SupportSet
 from hope.fewshot.meta_train import segmentation_loss
-from hope.fewshot.prototypes import PrototypeSegmenter
-from hope.fewshot.ssl import augment
+from hope.fewshot.prototypes import PrototypeSegmenter, join_features
+from hope.fewshot.ssl import augment_with_anatomy
 
 Params = dict[str, torch.Tensor]
 
@@ -28,12 +28,15 @@ def _encoder_params(params: Params) -> Params:
 
 def support_loss(segmenter: PrototypeSegmenter, params: Params, support: SupportSet,
                  rng: np.random.Generator) -> torch.Tensor:
-    """The label-free inner loss of ``support`` under ``params``: leave-one-out with k >= 2, self-support at k = 1."""
-    images, masks = support.images, support.masks
+    """The label-free inner loss of ``support`` under ``params``: leave-one-out with k >= 2, self-support at k = 1.
+    Anatomy features, when the set has them, are joined as in serving (and warped with the augmented copy)."""
+    images, masks, anatomy = support.images, support.masks, support.anatomy
     if len(support) == 1:
-        augmented, augmented_masks = augment(images, masks, rng)
+        augmented, augmented_masks, augmented_anatomy = augment_with_anatomy(images, masks, anatomy, rng)
         images, masks = torch.cat([images, augmented]), torch.cat([masks, augmented_masks])
-    features = functional_call(segmenter.encoder, _encoder_params(params), (images,))
+        anatomy = None if anatomy is None else torch.cat([anatomy.to(augmented), augmented_anatomy])
+    encoded = functional_call(segmenter.encoder, _encoder_params(params), (images,))
+    features = join_features(encoded, anatomy, segmenter.anatomy_weight)
     k = len(images)
     losses = []
     for i in range(k):

@@ -8,7 +8,7 @@ of the spine's own structures (``vertebra``, ``cord``, ``canal``, ``disc``) on a
 query slice of another, every subject's tissue map rendered with a new random Gaussian-mixture contrast, blur, bias
 field, noise and gamma (MONAI's transforms and :class:`~hope.synthesis.mixture.RandGaussianMixtureFromLabelsd`),
 then scaled to ``[0, 1]`` by its 1st-99th percentiles, as MR slices are served. Support slices are cut as serving
-cuts them (:func:`hope.fewshot.volumes.lesion_slices`); the query is the whole slice.
+cuts them (:func:`hope.fewshot.volumes.lesion_cuts`); the query is the whole slice.
 
 Measured on the real cross-patient pairs of ``scripts/bench_real.py``: half of 3,000 meta-training steps on these
 episodes lowered the quick 5-shot Dice from 0.19 to 0.06 (phantom anatomy, like the supervised networks' phantoms,
@@ -32,10 +32,13 @@ from monai.transforms import (
 )
 
 from hope.config import TaskDefinition
+from hope.fewshot.anatomy_features import kind_channels
 from hope.fewshot.config import SliceSpec
 from hope.fewshot.episodes import LabelledCase, SegmentationEpisode, build_support_set
 from hope.fewshot.meta_train import EpisodeSource
-from hope.fewshot.volumes import lesion_slices
+from hope.fewshot.volumes import lesion_cuts
+from hope.label_kinds import KINDS as ANATOMY_KINDS
+from hope.label_kinds import kind_index, one_hot_kinds
 from hope.phantoms import generate_neck_mr
 from hope.synthesis.anatomy import ANATOMY_SPEC
 from hope.synthesis.mixture import RandGaussianMixtureFromLabelsd
@@ -53,11 +56,13 @@ MIN_PIXELS = 20  # a slice holds a structure when it has at least this many of i
 @dataclass(frozen=True)
 class AnatomySlices:
     """One phantom subject's axial slices: ``tissues`` ``(Z, H, W)`` tissue classes and each kind's ``(Z, H, W)``
-    bool mask, with the slices that hold it (:data:`MIN_PIXELS`)."""
+    bool mask, with the slices that hold it (:data:`MIN_PIXELS`); ``kinds`` is each pixel's index in
+    :data:`hope.label_kinds.KINDS`, the exact anatomy features (:mod:`hope.fewshot.anatomy_training`)."""
 
     tissues: np.ndarray
     masks: Mapping[str, np.ndarray]
     slices: Mapping[str, np.ndarray]
+    kinds: np.ndarray
 
 
 def anatomy_slices(task: TaskDefinition, seeds: Iterable[int]) -> list[AnatomySlices]:
@@ -71,7 +76,9 @@ def anatomy_slices(task: TaskDefinition, seeds: Iterable[int]) -> list[AnatomySl
         phantom = generate_neck_mr(seed, task.labels, "T2", ANATOMY_SPEC)
         masks = {kind: np.isin(phantom.label, [task.labels[n] for n in names]) for kind, names in KINDS.items()}
         slices = {kind: np.flatnonzero(m.reshape(len(m), -1).sum(axis=1) >= MIN_PIXELS) for kind, m in masks.items()}
-        subjects.append(AnatomySlices(phantom.tissues, masks, slices))
+        kinds = kind_index({kind: np.isin(phantom.label, group)
+                            for kind, group in zip(ANATOMY_KINDS[1:], kind_channels(task.labels)[1:], strict=True)})
+        subjects.append(AnatomySlices(phantom.tissues, masks, slices, kinds))
     return subjects
 
 
@@ -99,7 +106,8 @@ def _render(subject: AnatomySlices, chosen: np.ndarray, rng: np.random.Generator
 
 def anatomy_episodes(subjects: Sequence[AnatomySlices], spec: SliceSpec, max_shots: int = 5) -> EpisodeSource:
     """Episodes of a random kind: 1..``max_shots`` support slices of one subject (cut as serving cuts them) and the
-    whole query slice of another, each subject in its own random contrast."""
+    whole query slice of another, each subject in its own random contrast, both with their exact anatomy features
+    (:func:`hope.fewshot.anatomy_training.with_anatomy_errors` gives them errors)."""
     if len(subjects) < 2:
         raise ValueError(f"cross-subject episodes need two subjects or more, got {len(subjects)}")
 
@@ -108,11 +116,13 @@ def anatomy_episodes(subjects: Sequence[AnatomySlices], spec: SliceSpec, max_sho
         a, b = (subjects[i] for i in rng.choice(len(subjects), 2, replace=False))
         shots = min(int(rng.integers(1, max_shots + 1)), len(a.slices[kind]))
         chosen = np.sort(rng.choice(a.slices[kind], shots, replace=False))
-        cut = lesion_slices(_render(a, chosen, rng), a.masks[kind][chosen], shots, spec.support_window,
-                            spec.support_context)
-        z = np.asarray([rng.choice(b.slices[kind])])
-        query = LabelledCase(_render(b, z, rng)[0], b.masks[kind][z[0]].astype(np.float32), kind)
-        support = [LabelledCase(image, mask, kind) for image, mask in cut]
+        pixels, masks = _render(a, chosen, rng), a.masks[kind][chosen]
+        features = one_hot_kinds(a.kinds[chosen]).swapaxes(0, 1)
+        cuts = lesion_cuts(masks, shots, spec.support_window, spec.support_context)
+        support = [cut.case(pixels, masks, kind, anatomy=features) for cut in cuts]
+        z = int(rng.choice(b.slices[kind]))
+        query = LabelledCase(_render(b, np.asarray([z]), rng)[0], b.masks[kind][z].astype(np.float32), kind,
+                             anatomy=one_hot_kinds(b.kinds[z]))
         return SegmentationEpisode(kind, build_support_set(support), build_support_set([query]))
 
     return sample

@@ -30,11 +30,10 @@ from monai.transforms import Compose
 from hope.config import REPO_ROOT, TaskDefinition, load_task
 from hope.fewshot.config import FewShotDefinition
 from hope.fewshot.volumes import SliceStack
-from hope.label_kinds import label_kind
+from hope.label_kinds import KINDS, label_kind
 from hope.networks import build_network
 from hope.transforms import infer_transforms
 
-KINDS = ("background", "vertebra", "disc", "cord", "canal", "tumor")
 ALIASES = {"spinal_canal": "canal"}  # spine_ct's canal holds the cord too: CT does not tell them apart
 LPS_FROM_RAS = np.diag([-1.0, -1.0, 1.0])
 

@@ -27,7 +27,7 @@ from hope.fewshot.grading import (
     prototype_logits,
     stack_crops,
 )
-from hope.fewshot.prototypes import PrototypeSegmenter
+from hope.fewshot.prototypes import PrototypeSegmenter, join_features
 
 EpisodeSource = Callable[[np.random.Generator], SegmentationEpisode]
 
@@ -52,10 +52,13 @@ def segmentation_loss(logits: torch.Tensor, masks: torch.Tensor) -> torch.Tensor
 
 def episodes_loss(segmenter: PrototypeSegmenter, episodes: Sequence[SegmentationEpisode]) -> torch.Tensor:
     """Mean segmentation loss over episodes, with the images of every episode encoded in one batch per image size
-    (the encoder's instance normalisation makes that the same as encoding each alone)."""
+    (the encoder's instance normalisation makes that the same as encoding each alone). Sets with anatomy features
+    have them joined to the encoder's (:func:`~hope.fewshot.prototypes.join_features`), as serving does."""
     device = next(segmenter.parameters()).device
-    stacks = [t.to(device) for e in episodes for t in (e.support.images, e.query.images)]
-    features = _encode_by_size(segmenter.encoder, stacks)
+    sets = [s for e in episodes for s in (e.support, e.query)]
+    stacks = [s.images.to(device) for s in sets]
+    features = [join_features(f, s.anatomy, segmenter.anatomy_weight)
+                for f, s in zip(_encode_by_size(segmenter.encoder, stacks), sets, strict=True)]
     loss = torch.zeros((), device=device)
     for i, episode in enumerate(episodes):
         support_features, query_features = features[2 * i], features[2 * i + 1]

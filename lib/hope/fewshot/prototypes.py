@@ -138,9 +138,15 @@ class PrototypeSegmenter(nn.Module):
         return self.logits_from_features(features[:k], support_masks, features[k:], query_images.shape[-2:])
 
     @torch.no_grad()
-    def segment(self, support: SupportSet, query_images: torch.Tensor) -> torch.Tensor:
-        """Lesion probability ``(Q, H, W)`` for ``(Q, 1, H, W)`` query images, given a support set (the encoder's
-        features alone: :func:`hope.fewshot.volume_inference.lesion_probabilities` joins anatomy features)."""
+    def segment(self, support: SupportSet, query_images: torch.Tensor, query_anatomy: torch.Tensor | None = None
+                ) -> torch.Tensor:
+        """Lesion probability ``(Q, H, W)`` for ``(Q, 1, H, W)`` query images, given a support set; a support set
+        with anatomy features needs the query's ``(Q, K, H, W)`` ``query_anatomy`` (and one without refuses it)."""
+        if (support.anatomy is None) != (query_anatomy is None):
+            raise ValueError("give anatomy features to both the support set and the query, or to neither")
         device = next(self.parameters()).device
-        logits = self(support.images.to(device), support.masks.to(device), query_images.to(device))
+        support_features = self.features(support.images.to(device), support.anatomy)
+        query_features = self.features(query_images.to(device), query_anatomy)
+        logits = self.logits_from_features(support_features, support.masks.to(device), query_features,
+                                           query_images.shape[-2:])
         return logits.softmax(dim=1)[:, 1]

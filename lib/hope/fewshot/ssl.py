@@ -44,6 +44,14 @@ def augment(images: torch.Tensor, masks: torch.Tensor, rng: np.random.Generator,
 
     ``images`` and ``masks`` are ``(B, 1, H, W)``; images are expected in about ``[0, 1]``.
     """
+    warped, warped_masks, _ = augment_with_anatomy(images, masks, None, rng, config)
+    return warped, warped_masks
+
+
+def augment_with_anatomy(images: torch.Tensor, masks: torch.Tensor, anatomy: torch.Tensor | None,
+                         rng: np.random.Generator, config: AugmentConfig = AugmentConfig()
+                         ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """:func:`augment`, with the images' ``(B, K, H, W)`` anatomy features (when given) warped alike (bilinear)."""
     n = images.shape[0]
     angle = rng.uniform(-config.rotate, config.rotate, n)
     zoom = 1.0 + rng.uniform(-config.scale, config.scale, n)
@@ -56,9 +64,11 @@ def augment(images: torch.Tensor, masks: torch.Tensor, rng: np.random.Generator,
     grid = F.affine_grid(torch.as_tensor(theta, **like), list(images.shape), align_corners=False)
     warped = F.grid_sample(images, grid, mode="bilinear", padding_mode="border", align_corners=False)
     warped_masks = F.grid_sample(masks, grid, mode="nearest", padding_mode="zeros", align_corners=False)
+    warped_anatomy = None if anatomy is None else F.grid_sample(anatomy.to(**like), grid, mode="bilinear",
+                                                                padding_mode="border", align_corners=False)
     gamma = torch.as_tensor(rng.uniform(*config.gamma, (n, 1, 1, 1)), **like)
     noise = torch.as_tensor(rng.standard_normal(images.shape) * config.noise, **like)
-    return warped.clamp(min=0.0) ** gamma + noise, warped_masks
+    return warped.clamp(min=0.0) ** gamma + noise, warped_masks, warped_anatomy
 
 
 class SuperpixelEpisodes:

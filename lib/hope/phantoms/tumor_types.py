@@ -26,6 +26,7 @@ import numpy as np
 from scipy import ndimage
 
 from hope.fewshot.episodes import LabelledCase
+from hope.label_kinds import kind_index, one_hot_kinds
 
 Site = Literal["body", "body_posterior", "posterior"]
 Shape = Literal["round", "lobulated", "multicystic", "spiculated", "infiltrative", "expansile"]
@@ -235,8 +236,12 @@ def _texture(rng: np.random.Generator, texture: Texture, region: np.ndarray, bas
     return values
 
 
-def render_case(tumor_type: TumorType, seed: int, size: int = 64) -> LabelledCase:
-    """Draw one case of ``tumor_type``: image (``float32``) and lesion mask (``uint8``), seeded and deterministic."""
+def render_case(tumor_type: TumorType, seed: int, size: int = 64, with_anatomy: bool = False) -> LabelledCase:
+    """Draw one case of ``tumor_type``: image (``float32``) and lesion mask (``uint8``), seeded and deterministic.
+
+    With ``with_anatomy`` the case carries its exact kind maps (:func:`hope.label_kinds.one_hot_kinds`: vertebra,
+    canal, tumour) as anatomy features, for meta-training with them (:mod:`hope.fewshot.anatomy_training`).
+    """
     rng = np.random.default_rng([seed, list(TUMOR_TYPES).index(tumor_type.name), size])
     s = size / 64.0
     anatomy = _anatomy(rng, size)
@@ -272,17 +277,24 @@ def render_case(tumor_type: TumorType, seed: int, size: int = 64) -> LabelledCas
     contrast, offset = rng.uniform(0.9, 1.1), rng.uniform(-0.04, 0.04)
     image = ndimage.gaussian_filter(image, 0.5 * s) * contrast + offset
     image = image + rng.uniform(0.015, 0.035) * rng.standard_normal(image.shape)
+    kinds = None
+    if with_anatomy:
+        kinds = one_hot_kinds(kind_index({"vertebra": anatomy.bone, "canal": anatomy.canal, "tumor": label}))
     return LabelledCase(
         image=image.astype(np.float32),
         mask=label.astype(np.uint8),
         tumor_type=tumor_type.name,
         grade=tumor_type.grade,
+        anatomy=kinds,
     )
 
 
-def generate_cases(types: Sequence[str], n_per_type: int, seed: int = 0, size: int = 64) -> list[LabelledCase]:
-    """``n_per_type`` cases of each named type; case ``i`` of a type uses seed ``seed * 100003 + i``."""
-    return [render_case(TUMOR_TYPES[name], seed * 100_003 + i, size) for name in types for i in range(n_per_type)]
+def generate_cases(types: Sequence[str], n_per_type: int, seed: int = 0, size: int = 64, with_anatomy: bool = False
+                   ) -> list[LabelledCase]:
+    """``n_per_type`` cases of each named type (with their kind maps when ``with_anatomy``); case ``i`` of a type
+    uses seed ``seed * 100003 + i``."""
+    return [render_case(TUMOR_TYPES[name], seed * 100_003 + i, size, with_anatomy)
+            for name in types for i in range(n_per_type)]
 
 
 def generate_unlabelled(n: int, types: Sequence[str] = BASE_TYPES, seed: int = 0, size: int = 64) -> np.ndarray:
