@@ -152,3 +152,22 @@ def test_a_modality_without_a_network_is_named(features: AnatomyFeatures) -> Non
     image = sitk.GetImageFromArray(np.zeros((4, 4, 4), np.float32))
     with pytest.raises(AnatomyError, match="no anatomy network for modality 'CT'"):
         features.probabilities(image, "CT")
+
+
+def test_the_latest_series_features_are_kept() -> None:
+    """A series seen again is not run through the network again; another image is, and the oldest is dropped."""
+    features = AnatomyFeatures({"MR": shipped_definition(load_task("spine_mr"))}, cache_series=1)
+    rng = np.random.default_rng(0)
+    first = sitk.GetImageFromArray(rng.random((24, 32, 32)).astype(np.float32))
+    second = sitk.GetImageFromArray(rng.random((24, 32, 32)).astype(np.float32))
+    once = sitk.GetArrayFromImage(features.probabilities(first, "MR"))
+    again = sitk.GetArrayFromImage(features.probabilities(first, "mr"))
+    assert features.computed == 1 and np.array_equal(once, again)
+    moved = sitk.Image(first)
+    moved.SetOrigin((5.0, 0.0, 0.0))
+    features.probabilities(second, "MR")
+    features.probabilities(moved, "MR")  # the same voxels elsewhere: another series
+    features.probabilities(first, "MR")  # dropped when the later ones came
+    assert features.computed == 4
+    with pytest.raises(ValueError, match="cache_series"):
+        AnatomyFeatures({}, cache_series=-1)

@@ -15,9 +15,11 @@ probabilities are resampled onto the few-shot slice stack (:class:`~hope.fewshot
 
 from __future__ import annotations
 
+import hashlib
 import json
 import tempfile
 import threading
+from collections import OrderedDict
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -81,16 +83,25 @@ def shipped_definition(task: TaskDefinition) -> TaskDefinition:
 class AnatomyFeatures:
     """Kind probabilities of a series on its few-shot slice stack, from the supervised network of its modality.
 
+    The kind probabilities of the last ``cache_series`` images (by content, geometry and modality) are kept:
+    grading a series just segmented, or segmenting it against another type, does not run the network again.
+
     Args:
         tasks: the supervised task of each modality (``{"CT": spine_ct, "MR": spine_mr}``); its shipped weights
             (``network.pretrained``) are loaded on first use.
         device: where the networks run.
+        cache_series: how many images' kind probabilities are kept (0: none).
     """
 
-    def __init__(self, tasks: Mapping[str, TaskDefinition], device: str = "cpu") -> None:
+    def __init__(self, tasks: Mapping[str, TaskDefinition], device: str = "cpu", cache_series: int = 0) -> None:
+        if cache_series < 0:
+            raise ValueError(f"cache_series is a number of series, 0 or more; got {cache_series}")
         self.tasks = {m.upper(): t for m, t in tasks.items()}
         self.device = device
+        self.cache_series = cache_series
+        self.computed = 0  # network passes run (the cache's misses)
         self._networks: dict[str, torch.nn.Module] = {}
+        self._cache: OrderedDict[str, sitk.Image] = OrderedDict()
         self._lock = threading.Lock()
         for modality, task in self.tasks.items():
             if not self.weights(task).exists():
@@ -118,9 +129,25 @@ class AnatomyFeatures:
                 self._networks[task.name] = network.to(self.device).eval()
         return task, self._networks[task.name]
 
-    @torch.no_grad()
     def probabilities(self, image: sitk.Image, modality: str) -> sitk.Image:
-        """The kind probabilities of ``image`` as a vector image of :data:`KINDS` components, on the task grid."""
+        """The kind probabilities of ``image`` as a vector image of :data:`KINDS` components, on the task grid
+        (kept for the last ``cache_series`` images)."""
+        key = _image_key(image, modality)
+        with self._lock:
+            if key in self._cache:
+                self._cache.move_to_end(key)
+                return self._cache[key]
+        result = self._compute(image, modality)
+        with self._lock:
+            self.computed += 1
+            if self.cache_series:
+                self._cache[key] = result
+                while len(self._cache) > self.cache_series:
+                    self._cache.popitem(last=False)
+        return result
+
+    @torch.no_grad()
+    def _compute(self, image: sitk.Image, modality: str) -> sitk.Image:
         task, network = self.network(modality)
         with tempfile.TemporaryDirectory(prefix="hope-anatomy-") as folder:
             path = Path(folder) / "image.nii.gz"
@@ -142,10 +169,18 @@ class AnatomyFeatures:
         return np.ascontiguousarray(np.moveaxis(sitk.GetArrayFromImage(vector), -1, 1), dtype=np.float32)
 
 
+def _image_key(image: sitk.Image, modality: str) -> str:
+    """A digest of an image's voxels, geometry and modality."""
+    digest = hashlib.sha256(np.ascontiguousarray(sitk.GetArrayViewFromImage(image)).tobytes())
+    digest.update(repr((modality.upper(), image.GetSize(), image.GetSpacing(), image.GetOrigin(),
+                        image.GetDirection(), image.GetPixelIDValue())).encode())
+    return digest.hexdigest()
+
+
 def anatomy_features(definition: FewShotDefinition, device: str = "cpu") -> AnatomyFeatures | None:
     """The anatomy features a few-shot task's ``anatomy:`` section names (``None`` without one): the shipped
     networks of its supervised tasks, under the profile they were trained with (:func:`shipped_definition`)."""
     if definition.anatomy is None:
         return None
     tasks = {modality: shipped_definition(load_task(name)) for modality, name in definition.anatomy.tasks.items()}
-    return AnatomyFeatures(tasks, device)
+    return AnatomyFeatures(tasks, device, definition.anatomy.cache_series)

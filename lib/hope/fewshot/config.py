@@ -61,11 +61,13 @@ class FewShotAnatomy:
 
     ``tasks`` names, per modality, the supervised task whose shipped network (trained on contrast-randomised
     synthesis) gives the features; ``weight`` is their share of the cosine similarity against the encoder's (both
-    parts are unit vectors before the anatomy part is scaled by it).
+    parts are unit vectors before the anatomy part is scaled by it). ``cache_series`` is how many series' features
+    a server keeps (the latest used), so that grading a series just segmented does not run the network again.
     """
 
     weight: float
     tasks: dict[str, str]
+    cache_series: int = 2
 
 
 @dataclass(frozen=True)
@@ -136,14 +138,15 @@ def parse_fewshot_task(data: dict[str, Any], where: str = "task") -> FewShotDefi
 
 
 def _anatomy(raw: dict[str, Any], where: str) -> FewShotAnatomy:
-    unknown = sorted(set(raw) - {"weight", "tasks"})
+    unknown = sorted(set(raw) - {"weight", "tasks", "cache_series"})
     if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {unknown}; known: tasks, weight")
+        raise ConfigError(f"{where}: unknown key(s) {unknown}; known: tasks, weight, cache_series")
     tasks = section(raw, "tasks", where)
     if not tasks:
         raise ConfigError(f"{where}.tasks: name a supervised task per modality, e.g. {{CT: spine_ct, MR: spine_mr}}")
     return FewShotAnatomy(weight=number(raw, "weight", 1.0, where, low=0.0),
-                          tasks={str(m).upper(): str(t) for m, t in tasks.items()})
+                          tasks={str(m).upper(): str(t) for m, t in tasks.items()},
+                          cache_series=number(raw, "cache_series", 2, where, cast=int, low=0))
 
 
 def _network(raw: dict[str, Any], where: str) -> FewShotNetwork:
