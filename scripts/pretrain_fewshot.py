@@ -24,13 +24,16 @@ file beside each checkpoint. Network sizes come from ``configs/tasks/<task>.yaml
     .venv/bin/python scripts/pretrain_fewshot.py                     # the shipped weights, about 8 min on 2 CPU cores
     .venv/bin/python scripts/pretrain_fewshot.py --quick             # smoke run, writes to a temporary folder
     .venv/bin/python scripts/pretrain_fewshot.py [--seed 0] [--ssl-steps N] [--meta-steps N] [--grader-steps N]
-                                                 [--per-type N] [--unlabelled N] [--anatomy-share 0] [--anatomy-features]
-                                                 [--anatomies 48] [--out DIR]
+                                                 [--per-type N] [--unlabelled N] [--anatomy-share 0]
+                                                 [--anatomy-features] [--anatomies 48] [--init PT]
+                                                 [--meta-lr 1e-3] [--out DIR]
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import hashlib
 import json
 import tempfile
 import time
@@ -155,6 +158,11 @@ def same(a: dict[str, float], b: dict[str, float], tolerance: float = 1e-6) -> b
     return a.keys() == b.keys() and all(abs(a[k] - b[k]) <= tolerance for k in a)
 
 
+def sha256(path: Path) -> str:
+    """The SHA-256 of a file's bytes."""
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
 def relative(path: Path) -> str:
     """``path`` relative to the repository when inside it, else absolute."""
     path = path.resolve()
@@ -184,6 +192,10 @@ def main() -> None:
                         help="meta-train with anatomy features in the loop, as the task's anatomy: section serves "
                              "them: the phantoms' exact kind maps given a network's errors "
                              "(hope.fewshot.anatomy_training); the held-out Dice then joins them too")
+    parser.add_argument("--init", type=Path, help="start the segmentation network from these weights (a "
+                        "fewshot_tumor checkpoint) instead of SSL: the SSL phase is skipped")
+    parser.add_argument("--meta-lr", type=float, default=TrainConfig.lr,
+                        help=f"segmentation meta-training learning rate (default {TrainConfig.lr})")
     parser.add_argument("--out", type=Path, help="output folder (default apps/hope/pretrained; with --quick a "
                                                  "temporary folder)")
     parser.add_argument("--quick", action="store_true", help="a tiny smoke run (well under a minute)")
@@ -214,8 +226,8 @@ def main() -> None:
     seed = args.seed
     timings: dict[str, float] = {}
 
-    def train(steps: int) -> TrainConfig:
-        return TrainConfig(steps=steps, episodes_per_step=EPISODES_PER_STEP, seed=seed)
+    def train(steps: int, lr: float = TrainConfig.lr) -> TrainConfig:
+        return TrainConfig(steps=steps, episodes_per_step=EPISODES_PER_STEP, lr=lr, seed=seed)
 
     start = total_start = time.perf_counter()
     features = args.anatomy_features
@@ -232,9 +244,13 @@ def main() -> None:
     timings["data_s"] = time.perf_counter() - start
 
     torch.manual_seed(seed)
-    segmenter = build_segmenter(seg_task)
     start = time.perf_counter()
-    pretrain_ssl(segmenter, unlabelled, train(sizes.ssl_steps), max_shots=SSL_MAX_SHOTS)
+    if args.init is not None:
+        segmenter = load_segmenter(args.init, seg_task)
+        sizes = dataclasses.replace(sizes, ssl_steps=0)
+    else:
+        segmenter = build_segmenter(seg_task)
+        pretrain_ssl(segmenter, unlabelled, train(sizes.ssl_steps), max_shots=SSL_MAX_SHOTS)
     timings["ssl_s"] = time.perf_counter() - start
     start = time.perf_counter()
     episodes = labelled_episodes(base)
@@ -243,7 +259,7 @@ def main() -> None:
                                    (anatomy_episodes(subjects, seg_task.slices), args.anatomy_share)])
     if errors is not None:
         episodes = with_anatomy_errors(episodes, errors)
-    train_episodic(segmenter, episodes, train(sizes.meta_steps), desc="meta-train")
+    train_episodic(segmenter, episodes, train(sizes.meta_steps, args.meta_lr), desc="meta-train")
     timings["meta_train_seg_s"] = time.perf_counter() - start
 
     torch.manual_seed(seed)
@@ -260,7 +276,8 @@ def main() -> None:
     grade_metrics = grading_metrics(LesionGrader(embedder, temperature), heldout, sizes.eval_episodes)
     timings["eval_s"] = time.perf_counter() - start
 
-    seg_steps = {"ssl": sizes.ssl_steps, "meta_train": sizes.meta_steps}
+    seg_steps = {"ssl": sizes.ssl_steps, "meta_train": sizes.meta_steps, "meta_lr": args.meta_lr,
+                 "init": None if args.init is None else {"weights": relative(args.init), "sha256": sha256(args.init)}}
     grade_steps = {"meta_train": sizes.grader_steps}
     anatomy = {"share": args.anatomy_share, "kinds": list(KINDS), "subjects": len(subjects),
                "phantom_seeds": [anatomy_seeds[0], anatomy_seeds[-1]] if subjects else [],
