@@ -21,7 +21,11 @@ written with :func:`hope.fewshot.checkpoint.save_checkpoint` to ``<out>/fewshot_
 ``<out>/tumor_grade.pt``, reloaded through the loaders the app uses and re-evaluated, and reported in a JSON
 file beside each checkpoint. Network sizes come from ``configs/tasks/<task>.yaml``.
 
-    .venv/bin/python scripts/pretrain_fewshot.py                     # the shipped weights, about 8 min on 2 CPU cores
+    .venv/bin/python scripts/pretrain_fewshot.py                     # tumor_grade.pt and the first stage of
+                                                                     # fewshot_tumor.pt, about 8 min on 2 CPU cores
+    .venv/bin/python scripts/pretrain_fewshot.py --init <first stage>/fewshot_tumor.pt --meta-steps 2000 \
+        --meta-lr 5e-4 --anatomy-features --anatomy-share 0.7 --anatomies 24 --out DIR
+                                                                     # the shipped fewshot_tumor.pt (21 min)
     .venv/bin/python scripts/pretrain_fewshot.py --quick             # smoke run, writes to a temporary folder
     .venv/bin/python scripts/pretrain_fewshot.py [--seed 0] [--ssl-steps N] [--meta-steps N] [--grader-steps N]
                                                  [--per-type N] [--unlabelled N] [--anatomy-share 0]

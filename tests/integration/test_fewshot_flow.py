@@ -103,7 +103,7 @@ def test_new_type_is_segmented_from_its_labelled_cases(
     predicted = sitk.GetArrayFromImage(label)
     assert set(np.unique(predicted).tolist()) <= {0, spine_labels["tumor"]}
     dice = _dice(predicted, query.stack.mask)
-    assert dice >= 0.6, f"few-shot Dice {dice:.2f} on the new type"  # 0.74 with the shipped weights
+    assert dice >= 0.6, f"few-shot Dice {dice:.2f} on the new type"  # shipped weights: 0.65 (0.73 before)
 
     kept = attachments.get(query.series_uid, attachment_name("fewshot_tumor"))
     assert kept is not None and kept["series_uid"] == query.series_uid
