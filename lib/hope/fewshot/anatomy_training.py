@@ -10,6 +10,10 @@ The networks are not exact on real scans: they blur borders, and miss a structur
 sees no cord in the SCT T2 scan, whose field of view is a few centimetres around the cord). So every episode's
 support and query features get errors of their own (:class:`RandAnatomyErrorsd`): a kind missed (its mass moved to
 background) for the whole set, blur, and smooth noise.
+
+Measured (``scripts/bench_real.py --tasks ''``): 2,000 such steps from the encoder meta-trained without them
+lifted real MR 5-shot from 0.20 to 0.25 (an untrained encoder joined with the features: 0.23), and lowered CT
+5-shot from 0.60 to 0.50 and the phantom chordoma of ``test_fewshot_flow.py`` from 0.73 to 0.65.
 """
 
 from __future__ import annotations
