@@ -132,7 +132,7 @@ class AnatomyFeatures:
     def probabilities(self, image: sitk.Image, modality: str) -> sitk.Image:
         """The kind probabilities of ``image`` as a vector image of :data:`KINDS` components, on the task grid
         (kept for the last ``cache_series`` images)."""
-        key = _image_key(image, modality)
+        key = _image_key(image, modality) if self.cache_series else None
         with self._lock:
             if key in self._cache:
                 self._cache.move_to_end(key)
@@ -140,7 +140,7 @@ class AnatomyFeatures:
         result = self._compute(image, modality)
         with self._lock:
             self.computed += 1
-            if self.cache_series:
+            if key is not None:
                 self._cache[key] = result
                 while len(self._cache) > self.cache_series:
                     self._cache.popitem(last=False)
