@@ -114,7 +114,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     torch.set_num_threads(args.threads)
     torch.manual_seed(plan.seed)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    settings = SynthesisSettings(rendered_prob=args.rendered_share, background_prob=args.background_share)
+    settings = replace(SynthesisSettings(rendered_prob=args.rendered_share, background_prob=args.background_share),
+                       **dict(args.synthesis))
     base = {"task": task.name, "profile": task.profile, "profile_signature": task.active_profile.signature,
             "weights": _shown(out), "tiny": args.tiny, "seed": plan.seed, "device": str(device),
             "threads": args.threads, "workers": plan.workers, "batch_size": plan.batch_size,
@@ -190,9 +191,31 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         "task does not annotate (hope.synthesis.donors); default: phantoms only")
     parser.add_argument("--donor-share", type=_share, default=0.5,
                         help="with --real-anatomy: the share of images made from real label maps (default 0.5)")
+    parser.add_argument("--synthesis", type=_synthesis_setting, action="append", default=[], metavar="NAME=VALUE",
+                        help="override one field of hope.synthesis.pipeline.SynthesisSettings, e.g. scale=0.3 or "
+                        "blur_sigma=0.3,1.0; repeatable; the report records every setting")
     parser.add_argument("--json", type=Path, help="write the report here too")
     parser.add_argument("--tiny", action="store_true", help="two steps on a small patch, a smoke test (needs --out)")
     return parser.parse_args(argv)
+
+
+def _synthesis_setting(text: str) -> tuple[str, Any]:
+    """``NAME=VALUE`` of a :class:`SynthesisSettings` field, its value cast to the field's default's type (a range
+    as two comma-separated numbers)."""
+    name, _, value = text.partition("=")
+    defaults = SynthesisSettings().as_dict()
+    if name not in defaults or not value:
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE with NAME one of {', '.join(defaults)}, got {text!r}")
+    default = defaults[name]
+    try:
+        if isinstance(default, tuple):
+            parsed = tuple(float(v) for v in value.split(","))
+            if len(parsed) != len(default):
+                raise ValueError(f"{name} takes {len(default)} comma-separated numbers")
+            return name, parsed
+        return name, type(default)(value)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"--synthesis {text!r}: {error}") from error
 
 
 def _share(text: str) -> float:

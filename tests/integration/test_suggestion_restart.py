@@ -34,6 +34,7 @@ class Restartable:
     port: int
     data_dir: Path
     config_dir: Path
+    tmp_dir: Path  # the server's TMPDIR
     server: ManagedProcess | None = None
 
     @property
@@ -43,9 +44,8 @@ class Restartable:
 
     def start_hope(self) -> None:
         """Start HOPE; a previous server must have been stopped."""
-        self.server = hope_server_process(
-            self.orthanc, self.port, self.data_dir, {"HOPE_CONFIG_DIR": str(self.config_dir)}
-        )
+        env = {"HOPE_CONFIG_DIR": str(self.config_dir), "TMPDIR": str(self.tmp_dir)}
+        self.server = hope_server_process(self.orthanc, self.port, self.data_dir, env)
         self.server.start(timeout=300)
 
     def stop_hope(self) -> None:
@@ -61,7 +61,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Restartable]:
     orthanc_proc = orthanc_process(orthanc)
     orthanc_proc.start(timeout=60)
     configs = config_dir_with(tmp, activelearning={"background_scoring": False}, retrain={"enabled": False})
-    s = Restartable(orthanc, free_port(), tmp / "hope", configs)
+    (tmp / "hope-tmp").mkdir()
+    s = Restartable(orthanc, free_port(), tmp / "hope", configs, tmp / "hope-tmp")
     try:
         yield s
     finally:
@@ -97,3 +98,14 @@ def test_a_precomputed_suggestion_is_served_at_once_after_a_restart(
     assert _suggestion_version(stack.url, uid) == version
     # the same event again (the plugin redelivers after a restart) is still a duplicate: nothing is recomputed
     assert post_event(stack.url, event, key).json()["duplicate"] is True
+
+
+def test_starts_leave_nothing_in_the_temporary_folder(stack: Restartable) -> None:
+    """MONAI Label given no logging configuration copies one to a new temporary file at every start; HOPE gives it
+    one in the data folder, whose log file is in the data folder too (not in the repository's app folder)."""
+    for _ in range(2):
+        stack.start_hope()
+        assert requests.get(f"{stack.url}/info/", timeout=30).status_code == 200
+        stack.stop_hope()
+    assert sorted(p.name for p in stack.tmp_dir.iterdir()) == []
+    assert (stack.data_dir / "logs" / "app.log").stat().st_size > 0

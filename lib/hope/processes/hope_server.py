@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import sys
+from importlib import resources
 from pathlib import Path
 
 from hope.config import REPO_ROOT
@@ -26,6 +28,7 @@ def hope_server_process(
     events with the key of ``orthanc``'s plugin (``HOPE_EVENT_SECRET_FILE``).
     """
     credentials = orthanc.credentials
+    log_config = write_log_config(data_dir)
     env = {
         "HOPE_DATA_DIR": str(data_dir),
         "HOPE_MODEL_DIR": str(data_dir / "models"),
@@ -40,12 +43,29 @@ def hope_server_process(
         name="HOPE server",
         command=[
             sys.executable, "-m", "monailabel.main", "start_server", "--app", str(APP_DIR),
-            "--studies", orthanc.dicomweb_url, "--host", host, "--port", str(port),
+            "--studies", orthanc.dicomweb_url, "--host", host, "--port", str(port), "--log_config", str(log_config),
         ],
         log_path=data_dir / "hope.log",
         ready_url=f"http://{_reachable(host)}:{port}/auth/",  # public: ready whether or not sign-in is on
         env=env,
     )
+
+
+def write_log_config(data_dir: Path) -> Path:
+    """MONAI Label's logging configuration, its log file in ``data_dir/logs``, written to ``data_dir/logging.json``.
+
+    Given no ``--log_config``, ``monailabel start_server`` copies its configuration to a new temporary file at every
+    start and never removes it, and logs into the app's folder of the repository.
+    """
+    logs = data_dir / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    config = json.loads(resources.files("monailabel").joinpath("logging.json").read_text())
+    for handler in config["handlers"].values():
+        if handler.get("filename") == "${LOGFILE}":
+            handler["filename"] = str(logs / "app.log")
+    path = data_dir / "logging.json"
+    path.write_text(json.dumps(config, indent=2))
+    return path
 
 
 def _reachable(host: str) -> str:
