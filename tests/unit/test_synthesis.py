@@ -226,8 +226,10 @@ def test_pretrain_synthesis_tiny_run(tmp_path: Path, monkeypatch: pytest.MonkeyP
     with pytest.raises(SystemExit, match="needs --out"):
         script.main(["--task", "spine_ct", "--tiny"])
     out = tmp_path / "weights" / "spine_ct.pt"
+    with pytest.raises(SystemExit):  # not a setting: argparse says which are
+        script.main(["--task", "spine_ct", "--tiny", "--out", str(out), "--synthesis", "scal=0.3"])
     script.main(["--task", "spine_ct", "--tiny", "--threads", "2", "--out", str(out),
-                 "--json", str(tmp_path / "copy.json")])
+                 "--json", str(tmp_path / "copy.json"), "--synthesis", "scale=0.3", "--synthesis", "gamma=0.7,1.5"])
     report = json.loads(out.with_suffix(".json").read_text())
     assert report == json.loads((tmp_path / "copy.json").read_text())
     assert report["complete"] and report["steps"] == 2 and report["task"] == "spine_ct"
@@ -235,6 +237,7 @@ def test_pretrain_synthesis_tiny_run(tmp_path: Path, monkeypatch: pytest.MonkeyP
     assert set(report["held_out_dice_by_rendering"]) == {"CT"}
     assert all(isinstance(v, float) for v in report["held_out_dice"].values())  # what the model registry reads
     assert "mean" in report["held_out_dice_synthetic"] and report["synthesis"]["mean_range"] == [0.0, 1.0]
+    assert report["synthesis"]["scale"] == 0.3 and report["synthesis"]["gamma"] == [0.7, 1.5]
     network = build_network(load_task("spine_ct"))
     network.load_state_dict(torch.load(out, map_location="cpu")["model"])
     assert out.stat().st_size < 5_000_000
