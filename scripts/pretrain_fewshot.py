@@ -240,7 +240,6 @@ def main() -> None:
     errors = RandAnatomyErrorsd(keys=["support", "query"]) if features else None
     base = group_by_type(generate_cases(BASE_TYPES, sizes.per_type, seed=10 * seed, with_anatomy=features))
     base_val = group_by_type(generate_cases(BASE_TYPES, sizes.val_per_type, seed=10 * seed + 1))
-    unlabelled = generate_unlabelled(sizes.unlabelled, BASE_TYPES, seed=seed)
     heldout = group_by_type(generate_cases(HELDOUT_TYPES, EVAL_PER_TYPE, seed=EVAL_SEED, with_anatomy=features))
     first_anatomy = ANATOMY_FIRST_SEED + sizes.anatomies * seed
     anatomy_seeds = range(first_anatomy, first_anatomy + sizes.anatomies)
@@ -251,9 +250,10 @@ def main() -> None:
     start = time.perf_counter()
     if args.init is not None:
         segmenter = load_segmenter(args.init, seg_task)
-        sizes = dataclasses.replace(sizes, ssl_steps=0)
+        sizes = dataclasses.replace(sizes, ssl_steps=0, unlabelled=0)
     else:
         segmenter = build_segmenter(seg_task)
+        unlabelled = generate_unlabelled(sizes.unlabelled, BASE_TYPES, seed=seed)
         pretrain_ssl(segmenter, unlabelled, train(sizes.ssl_steps), max_shots=SSL_MAX_SHOTS)
     timings["ssl_s"] = time.perf_counter() - start
     start = time.perf_counter()
