@@ -53,7 +53,7 @@ from hope.benchmarks.load import percentile_ms
 from hope.benchmarks.store_fill import PlannedSeries, StoreFiller, plan_store, upload
 from hope.config import DEFAULT_CONFIG_DIR
 from hope.dicom.series_writer import new_identity
-from hope.processes.hope_server import hope_server_process
+from hope.processes.hope_server import hope_server_process, write_log_config
 from hope.processes.orthanc import OrthancSettings, orthanc_process
 from hope.processes.process import ManagedProcess, free_port
 
@@ -203,7 +203,8 @@ def stock_server(orthanc: OrthancSettings, data: Path) -> Iterator[tuple[Managed
     process = ManagedProcess(
         name="stock MONAI Label",
         command=[sys.executable, "-m", "monailabel.main", "start_server", "--app", str(app), "--studies",
-                 orthanc.dicomweb_url, "--host", "127.0.0.1", "--port", str(port)],
+                 orthanc.dicomweb_url, "--host", "127.0.0.1", "--port", str(port),
+                 "--log_config", str(write_log_config(data))],
         log_path=data / "stock.log", ready_url=f"http://127.0.0.1:{port}/info/",
         env={"MONAI_LABEL_DICOMWEB_USERNAME": orthanc.credentials.username,
              "MONAI_LABEL_DICOMWEB_PASSWORD": orthanc.credentials.password,
