@@ -5,7 +5,9 @@ the same run.
    each real scan of a modality it annotates, through the server's own infer task, with its served weights (shipped,
    else HOPE's seeded first version) and the same network untrained. Dice per structure that the scan's reference
    and the task both have: single vertebrae and discs where the reference names them (TPTBox C5-C7), else "any
-   vertebra" / "any disc" (the union of the task's levels against the reference's), the cord, the canal's CSF.
+   vertebra" / "any disc" (the union of the task's levels against the reference's), the cord, the canal's CSF,
+   and the thecal sac where a reference labels the cord and its CSF as one (TotalSegmentator's ``spinal_cord``:
+   against spine_mr's cord and canal together, spine_ct's spinal canal).
 2. Few-shot, cross-patient (:mod:`hope.benchmarks.real_fewshot`): ``fewshot_tumor``'s shipped encoder, the same
    encoder untrained, and two baselines that learn nothing (nearest mean intensity; the support mask pasted at the
    same relative position), with support and query from two patients, whole query slices, at 1 and 5 shots.
@@ -66,12 +68,10 @@ class Mode:
 # Quick: one pair per structure and contrast pair, with the smaller query (the 512² CT costs the most per slice).
 QUICK = Mode("quick", max_query_slices=4, crop_margin_mm=10.0, pairs=(
     "vertebra: ct-dicom -> ct-3mm",
-    "cord: ct-dicom -> ct-3mm",
+    "thecal_sac: ct-dicom -> ct-3mm",
     "cord: mr-t2-tptbox -> mr-t2-cord",
     "vertebra: mr-t2-tptbox -> mr-t1-abdomen",
-    "cord: mr-t2-cord -> mr-t1-abdomen",
     "vertebra: mr-t1-abdomen -> mr-t2-tptbox",
-    "cord: mr-t1-abdomen -> mr-t2-cord",
 ))
 FULL = Mode("full", max_query_slices=None, crop_margin_mm=None, pairs=None)
 
@@ -87,6 +87,9 @@ NOTES = (
     "for 'empty FP' (the share of them where a method predicts anything).",
     "Few-shot MR slices are windowed to each volume's 1st-99th percentiles (fewshot_tumor serves CT and has an HU "
     "window only); CT slices use the task's HU window.",
+    "TotalSegmentator's spinal_cord is the thecal sac (cord and CSF as one: 14-18 mm across, the bony canal's "
+    "content), scored as 'thecal_sac' against the union of the task's cord and canal (spine_ct: its spinal canal) "
+    "and paired in few-shot only with another sac, never with a cord.",
     "The abdominal MR is T1-weighted by its look (no header); the brain glioblastoma and the 3-slice dcmqi CT are "
     "not used: no structure in common with the spine scans, and a vertebra outline of another definition.",
 )

@@ -36,11 +36,11 @@ HEADLINE = ("supervised_dice_real", "supervised_dice_real_untrained", "fewshot_d
 # Two cheap pairs (small queries) and the MR task keep the run short; the script's --quick takes seven pairs.
 TEST_PAIRS = ("cord: mr-t2-tptbox -> mr-t2-cord", "vertebra: mr-t1-abdomen -> mr-t2-tptbox")
 EXPECTED_STRUCTURES = {
-    "ct-3mm": {"vertebra", "cord"},
-    "ct-dicom": {"vertebra", "cord"},
+    "ct-3mm": {"vertebra", "thecal_sac"},
+    "ct-dicom": {"vertebra", "thecal_sac"},
     "mr-t2-cord": {"cord"},
     "mr-t2-tptbox": {"C5", "C6", "C7", "disc_C5_C6", "disc_C6_C7", "cord", "canal"},
-    "mr-t1-abdomen": {"vertebra", "disc", "cord"},
+    "mr-t1-abdomen": {"vertebra", "disc", "thecal_sac"},
 }
 
 
@@ -120,6 +120,8 @@ def test_reference_structures_map_to_task_labels() -> None:
     assert task_values("vertebra", labels) == (5, 6)
     assert task_values("disc", labels) == (14,)
     assert task_values("canal", labels) == (10,)
+    assert task_values("thecal_sac", labels) == (8, 10, 11)  # the cord and its CSF
+    assert task_values("thecal_sac", {"C5": 5, "spinal_canal": 8}) == (8,)  # spine_ct labels the canal as one
     assert task_values("C7", labels) == ()  # the task has no such level
     assert task_values("liver", labels) == ()
     assert [label_kind(n) for n in ("T12", "disc_C7_T1", "cord")] == ["vertebra", "disc", "cord"]
@@ -142,7 +144,10 @@ def test_pairs_are_cross_patient_within_a_modality(shared_data: Path) -> None:
     assert all(p.support.modality == p.query.modality and p.support.patient != p.query.patient for p in pairs)
     names = {p.name for p in pairs}
     assert {"vertebra: ct-3mm -> ct-dicom", "cord: mr-t2-cord -> mr-t2-tptbox", "cord: mr-t2-tptbox -> mr-t2-cord",
-            "vertebra: mr-t2-tptbox -> mr-t1-abdomen"} <= names
+            "vertebra: mr-t2-tptbox -> mr-t1-abdomen", "thecal_sac: ct-dicom -> ct-3mm"} <= names
+    # a cord is never paired with a thecal sac (TotalSegmentator's spinal_cord): the cord is half of it at most
+    assert all(p.kind in p.support.kinds() & p.query.kinds() for p in pairs)
+    assert "cord: mr-t2-cord -> mr-t1-abdomen" not in names
     assert {p.contrast for p in pairs} == {"CT->CT", "T2->T2", "T2->T1", "T1->T2"}
 
 

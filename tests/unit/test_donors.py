@@ -35,7 +35,10 @@ def test_spine_mr_donors_carry_cervical_levels_discs_a_cord_and_a_canal(shared_d
         present = {names[int(v)] for v in torch.unique(item["label"]) if v}
         levels = sorted(n for n in present if label_kind(n) == "vertebra")
         assert levels and levels[-1] == "C7", present  # thoracolumbar vertebrae end the column at C7, in order
-        assert {"cord", "canal"} <= present  # the CTs have no canal label: it is drawn around the cord
+        # the CTs label the thecal sac (cord and CSF as one): its core is drawn as the cord, the rest is the canal
+        assert {"cord", "canal"} <= present
+        cord, canal = (int((item["label"] == task.labels[n]).sum()) for n in ("cord", "canal"))
+        assert 0.2 < cord / (cord + canal) < 0.6, (cord, canal)
         # nor disc labels: they are drawn between consecutive vertebrae, named after the one above
         discs = {n for n in present if label_kind(n) == "disc"}
         assert discs and all(f"disc_{level}_" in " ".join(discs) for level in levels[-2:-1])

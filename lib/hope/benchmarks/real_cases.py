@@ -6,6 +6,11 @@ and the values that form each structure. A structure has a *kind* (:func:`label_
 ``cord``, ``canal``). One named after its kind is the union of every level the reference has (TotalSegmentator's
 vertebrae T11-L2 as "any vertebra"); one named like a task label (``C5``, ``disc_C5_C6``) is that level alone.
 
+TotalSegmentator's ``spinal_cord`` is the thecal sac, the cord with the CSF around it: measured on these scans, its
+median cross-section is 153-243 mm² (14-18 mm across) and it fills the bony canal, where the SCT scan's manual
+cervical cord is 78 mm² (10 mm across) and TPTBox's cord plus CSF 196 mm². Its structure is :data:`THECAL_SAC`, not
+``cord``: a network that tells the cord from the CSF is scored on their union there.
+
 The scans are few and small, and none has a tumour label (``shared/README.md``): the phantoms stand in for tumours.
 """
 
@@ -23,6 +28,9 @@ import SimpleITK as sitk
 
 from hope.dicom.volume import grid_mismatch, read_series
 from hope.label_kinds import label_kind
+
+#: The structure name of a reference that labels the cord and its CSF as one (TotalSegmentator's ``spinal_cord``).
+THECAL_SAC = "thecal_sac"
 
 
 @dataclass(frozen=True)
@@ -79,15 +87,15 @@ def real_scans(data_dir: Path) -> tuple[RealScan, ...]:
     ct, mr = "ct-abdomen-totalseg", "mr-abdomen-totalseg"
     tpt = "mr-cervical-spine-tptbox"
     vert, subreg = "sub-mri_seg-vert_label-6_msk.nii.gz", "sub-mri_seg-subreg_label-6_msk.nii.gz"
-    totalseg_note = "TotalSegmentator test data; labels are TotalSegmentator model output"
+    totalseg_note = "TotalSegmentator test data; labels are TotalSegmentator model output; its spinal_cord is the sac"
     return (
         RealScan("ct-3mm", ct, "ct_3mm.nii.gz", "CT", "CT", "totalseg-dataset-ct", (
             Structure("vertebra", "ct_3mm_seg.nii.gz", _totalseg_values(data_dir, ct, r"vertebrae_.*")),
-            Structure("cord", "ct_3mm_seg.nii.gz", _totalseg_values(data_dir, ct, "spinal_cord")),
+            Structure(THECAL_SAC, "ct_3mm_seg.nii.gz", _totalseg_values(data_dir, ct, "spinal_cord")),
         ), f"{totalseg_note} (vertebrae T11-L2)"),
         RealScan("ct-dicom", ct, "dicom", "CT", "CT", "TOTALSEG_EXAMPLE", (
             Structure("vertebra", "dicom_seg.nii.gz", _totalseg_values(data_dir, ct, r"vertebrae_.*")),
-            Structure("cord", "dicom_seg.nii.gz", _totalseg_values(data_dir, ct, "spinal_cord")),
+            Structure(THECAL_SAC, "dicom_seg.nii.gz", _totalseg_values(data_dir, ct, "spinal_cord")),
         ), f"{totalseg_note} (vertebrae T11-T12); JPEG 2000 DICOM series"),
         RealScan("mr-t2-cord", "mr-cervical-cord", "t2.nii.gz", "MR", "T2", "sct-testing-t2", (
             Structure("cord", "t2_seg-manual.nii.gz", (1,)),
@@ -102,7 +110,7 @@ def real_scans(data_dir: Path) -> tuple[RealScan, ...]:
         RealScan("mr-t1-abdomen", mr, "mr_3mm.nii.gz", "MR", "T1", "totalseg-mr", (
             Structure("vertebra", "mr_3mm_seg.nii.gz", _totalseg_values(data_dir, mr, "vertebrae")),
             Structure("disc", "mr_3mm_seg.nii.gz", _totalseg_values(data_dir, mr, "intervertebral_discs")),
-            Structure("cord", "mr_3mm_seg.nii.gz", _totalseg_values(data_dir, mr, "spinal_cord")),
+            Structure(THECAL_SAC, "mr_3mm_seg.nii.gz", _totalseg_values(data_dir, mr, "spinal_cord")),
         ), f"{totalseg_note} (thoracolumbar vertebrae and discs)"),
     )
 

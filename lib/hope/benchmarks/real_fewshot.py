@@ -1,7 +1,7 @@
 """Cross-patient few-shot segmentation of real structures, as ``fewshot_tumor`` serves it, against trivial baselines.
 
 A pair takes its support from one scan and its query from another scan of the same modality and another patient,
-for one structure kind (``vertebra``, ``cord``). The ``k`` support slices are evenly spaced through the support
+for one structure kind (``vertebra``, ``cord``, ``thecal_sac``). The ``k`` support slices are evenly spaced through the support
 scan's structure, each cut to the task's support window around it (as the support library cuts lesions). The
 query is the whole query stack, every slice whole, on the serving grid (:func:`~hope.fewshot.volumes.to_slices`):
 no crop around the support or the answer. Every method's answer is thresholded at the task's threshold (0.5) and
@@ -35,7 +35,7 @@ import numpy as np
 import SimpleITK as sitk
 import torch
 
-from hope.benchmarks.real_cases import LoadedScan, RealScan
+from hope.benchmarks.real_cases import THECAL_SAC, LoadedScan, RealScan
 from hope.benchmarks.real_proxy import MIN_LESION_PIXELS, StructureSlices, dice, slice_spec_for
 from hope.config import REPO_ROOT
 from hope.fewshot.anatomy_features import AnatomyFeatures
@@ -48,7 +48,7 @@ from hope.fewshot.volumes import largest_component, lesion_cuts, mask_on_slices,
 from hope.models.initial import UNTRAINED_SEED
 
 SHOTS = (1, 5)
-KINDS = ("vertebra", "cord")
+KINDS = ("vertebra", "cord", THECAL_SAC)
 METHODS = ("served", "encoder_only", "untrained", "intensity", "paste")
 
 

@@ -21,7 +21,7 @@ import numpy as np
 import SimpleITK as sitk
 import torch
 
-from hope.benchmarks.real_cases import LoadedScan
+from hope.benchmarks.real_cases import THECAL_SAC, LoadedScan
 from hope.benchmarks.real_proxy import dice
 from hope.config import REPO_ROOT, TaskDefinition
 from hope.infers.segmentation import SegmentationInfer
@@ -53,11 +53,19 @@ def served_weights(task: TaskDefinition) -> Weights | None:
     return Weights(shipped, f"shipped {task.network.pretrained}")
 
 
+#: The task labels that together make a reference structure the tasks do not label as one: the thecal sac is
+#: spine_mr's cord and the CSF around it, spine_ct's spinal canal.
+UNIONS = {THECAL_SAC: ("cord", "canal", "spinal_canal")}
+
+
 def task_values(structure: str, labels: Mapping[str, int]) -> tuple[int, ...]:
-    """The task label values that predict reference ``structure``: its own label (``C5``, ``cord``), or for a union
-    named after its kind (``vertebra``, ``disc``) every label of that kind; empty when the task has none."""
+    """The task label values that predict reference ``structure``: its own label (``C5``, ``cord``), for a union
+    named after its kind (``vertebra``, ``disc``) every label of that kind, for one of :data:`UNIONS` those of its
+    labels the task has; empty when the task has none."""
     if structure in labels:
         return (labels[structure],)
+    if structure in UNIONS:
+        return tuple(labels[name] for name in UNIONS[structure] if name in labels)
     if structure == label_kind(structure):
         return tuple(v for name, v in labels.items() if label_kind(name) == structure)
     return ()

@@ -16,10 +16,12 @@ grid (the pipeline takes its patches around the structures or, for a share, anyw
 - ``label``: the task's labels. Named levels keep their names (TPTBox's C5-C7); unnamed vertebrae (a union, or one
   value per level of the thoracolumbar spine) become the task's lowest levels in head-to-foot order, ending at C7,
   and each disc is named after the vertebra above it. Real thoracolumbar anatomy stands in for cervical anatomy:
-  its shapes and surroundings are real, its level names are not. A donor without a canal label gets one drawn as
-  the cord widened by :data:`CANAL_MARGIN_MM` (outside bone and discs), and one without disc labels (the CTs) gets
-  discs drawn in the unlabelled gaps between consecutive vertebrae in front of the cord (:func:`_drawn_discs`):
-  rough stand-ins, each a tissue of its own.
+  its shapes and surroundings are real, its level names are not. A thecal sac (TotalSegmentator's ``spinal_cord``,
+  the cord and its CSF as one, :data:`hope.benchmarks.real_cases.THECAL_SAC`) is a ``spinal_canal`` as it is; for a
+  task that tells the cord from the CSF, its core deeper than :data:`CSF_RIM_MM` is drawn as the cord and the rest
+  is the ``canal``. A donor without disc labels (the CTs) gets discs drawn in the unlabelled gaps between
+  consecutive vertebrae in front of the cord (:func:`_drawn_discs`). Drawn structures are rough stand-ins, each a
+  tissue of its own.
 - ``rendered``: the donor's real image, windowed to its 0.5th-99.5th percentiles in ``[0, 1]``: its own real contrast.
 """
 
@@ -44,6 +46,7 @@ from monai.transforms import (
 from scipy import ndimage
 
 from hope.benchmarks.real_cases import (
+    THECAL_SAC,
     LoadedScan,
     RealScan,
     load_scan,
@@ -55,7 +58,8 @@ from hope.label_kinds import label_kind
 from hope.synthesis.pipeline import RENDERED, TISSUES
 
 BACKGROUND_CLASSES = 6  # intensity classes of a donor's unlabelled voxels
-CANAL_MARGIN_MM = 3.0  # the drawn canal's CSF around a cord, for donors without a canal label
+CSF_RIM_MM = 3.0  # a thecal sac's CSF around the cord: the sacs of the real thoracolumbar scans are 14-18 mm across,
+                  # a cord there 7-10 mm
 DISC_GAP_MM = 15.0  # the widest gap between two vertebrae that a drawn disc fills
 MIN_COMPONENT_VOXELS = 30  # smaller pieces of a split union are left unnamed (label 0, tissue kept)
 
@@ -113,8 +117,8 @@ def tissue_map(image: np.ndarray, label_arrays: Sequence[np.ndarray]) -> np.ndar
 
 def task_label(task: TaskDefinition, loaded: LoadedScan, label_files: Mapping[str, np.ndarray]
                ) -> tuple[np.ndarray, list[np.ndarray]]:
-    """The task's label map of a donor (see the module's docstring), and the structures it drew (a canal, discs)
-    where the donor's reference has none."""
+    """The task's label map of a donor (see the module's docstring), and the structures it drew (a cord in a thecal
+    sac, discs) where the donor's reference has none."""
     labels = task.labels
     label = np.zeros(loaded.image.GetSize()[::-1], dtype=np.uint8)
     levels = _vertebra_levels(task, loaded, label_files)
@@ -125,27 +129,26 @@ def task_label(task: TaskDefinition, loaded: LoadedScan, label_files: Mapping[st
     for mask in _pieces(loaded, "disc", label_files):
         above = [name for name, height in heights.items() if height > _height(loaded, mask)]
         named_discs.append((_disc_below(task, min(above, key=heights.__getitem__)) if above else None, mask))
-    cord = loaded.kind_mask("cord")
+    cord, canal, sac = (loaded.kind_mask(kind) for kind in ("cord", "canal", THECAL_SAC))
     drawn = []
-    if not named_discs and cord is not None and any(label_kind(n) == "disc" for n in labels):
+    if sac is not None and "cord" in labels:
+        depth = ndimage.distance_transform_edt(sac, sampling=loaded.image.GetSpacing()[::-1])
+        cord, canal = sac & (depth > CSF_RIM_MM), sac & (depth <= CSF_RIM_MM)
+        drawn.append(cord)
+    middle = next((m for m in (cord, sac) if m is not None), None)
+    if not named_discs and middle is not None and any(label_kind(n) == "disc" for n in labels):
         unlabelled = ~np.logical_or.reduce([a > 0 for a in label_files.values()])
-        named_discs = _drawn_discs(task, loaded, levels, heights, unlabelled & _anterior_of(loaded, cord))
+        named_discs = _drawn_discs(task, loaded, levels, heights, unlabelled & _anterior_of(loaded, middle))
         drawn += [mask for _, mask in named_discs]
     for name, mask in named_discs:
         if name in labels:
             label[mask] = labels[name]
-    canal = loaded.kind_mask("canal")
-    if cord is not None and canal is None and ({"canal", "spinal_canal"} & set(labels)):
-        spacing_zyx = loaded.image.GetSpacing()[::-1]
-        near = ndimage.distance_transform_edt(~cord, sampling=spacing_zyx) <= CANAL_MARGIN_MM
-        canal = near & ~cord & (label == 0)
-        drawn.append(canal)
     if "cord" in labels:
         for mask, name in ((canal, "canal"), (cord, "cord")):
             if mask is not None and name in labels:
                 label[mask] = labels[name]
     elif "spinal_canal" in labels:
-        for mask in (canal, cord):
+        for mask in (canal, cord, sac):
             if mask is not None:
                 label[mask] = labels["spinal_canal"]
     return label, drawn
