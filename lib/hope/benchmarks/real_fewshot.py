@@ -1,11 +1,12 @@
 """Cross-patient few-shot segmentation of real structures, as ``fewshot_tumor`` serves it, against trivial baselines.
 
 A pair takes its support from one scan and its query from another scan of the same modality and another patient,
-for one structure kind (``vertebra``, ``cord``, ``thecal_sac``). The ``k`` support slices are evenly spaced through the support
-scan's structure, each cut to the task's support window around it (as the support library cuts lesions). The
-query is the whole query stack, every slice whole, on the serving grid (:func:`~hope.fewshot.volumes.to_slices`):
-no crop around the support or the answer. Every method's answer is thresholded at the task's threshold (0.5) and
-cut to its largest 3D component on the stack, as serving does on the image grid.
+for one structure kind (``vertebra``, ``cord``, ``thecal_sac``). The ``k`` support slices are evenly spaced
+through the support scan's structure, each cut to the task's support window around it (as the support library
+cuts lesions). The query is the whole query stack, every slice whole, on the serving grid
+(:func:`~hope.fewshot.volumes.to_slices`): no crop around the support or the answer. Every method's answer is
+thresholded at the task's threshold (0.5) and cut to its largest 3D component on the stack, as serving does on the
+image grid.
 
 Methods: the shipped encoder (``served``), the same architecture seeded and untrained (``untrained``), and two
 baselines that learn nothing. With the task's ``anatomy:`` section, both networks join the anatomy features of the
