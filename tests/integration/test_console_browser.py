@@ -299,7 +299,8 @@ def test_a_reviewer_reads_the_measurements_of_a_saved_mr_label(browser: Any, con
         row = page.locator("#series tr", has_text=series)
         row.get_by_role("button", name=f"Measurements of series {series}").click()
         levels = page.locator("#measurement-levels")
-        expect(levels.locator("caption")).to_contain_text(series)
+        # the panel waits for the server, which may be computing a suggestion for the same series: not expect's 5 s
+        expect(levels.locator("caption")).to_contain_text(series, timeout=UI_TIMEOUT_MS)
         for level in PHANTOM_LEVELS:
             expect(levels.get_by_role("cell", name=level, exact=True)).to_be_visible()
         expect(levels.get_by_role("columnheader", name="Canal area (mm²)")).to_be_visible()
@@ -313,10 +314,10 @@ def test_a_reviewer_reads_the_measurements_of_a_saved_mr_label(browser: Any, con
         page.get_by_label("Series UID").fill("1.2.3.4")
         page.get_by_role("button", name="Show measurements").click()
         expect(page.locator("#measurement-report [role=alert]")).to_contain_text(
-            "HTTP 404: series 1.2.3.4 is not in the DICOM store")
+            "HTTP 404: series 1.2.3.4 is not in the DICOM store", timeout=UI_TIMEOUT_MS)
         page.get_by_label("Series UID").fill(series)
         page.get_by_role("button", name="Show measurements").click()
-        expect(levels.get_by_role("cell", name="C7", exact=True)).to_be_visible()
+        expect(levels.get_by_role("cell", name="C7", exact=True)).to_be_visible(timeout=UI_TIMEOUT_MS)
 
         serious = _serious_violations(page)
         assert not serious, "\n".join(serious)
