@@ -17,6 +17,7 @@ from hope.datastore.client import TimeoutSession, make_client
 from hope.errors import StoreError
 
 DICOMWEB_SUFFIX = "/dicom-web"
+READ_ONLY_POSTS = ("/tools/find", "/tools/lookup")  # Orthanc's REST calls that are POSTs but change nothing
 
 
 def orthanc_rest_url(dicomweb_url: str) -> str:
@@ -60,7 +61,7 @@ class OrthancGateway:
         """
         session = getattr(self._local, "rest", None)
         if session is None:
-            session = self._local.rest = TimeoutSession(self.timeout)
+            session = self._local.rest = TimeoutSession(self.timeout, READ_ONLY_POSTS)
             session.auth = self.auth
         try:
             return session.request(method, f"{self.rest_url}{path}", **kwargs)
