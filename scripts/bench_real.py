@@ -69,7 +69,7 @@ class Mode:
 QUICK = Mode("quick", max_query_slices=4, crop_margin_mm=10.0, pairs=(
     "vertebra: ct-dicom -> ct-3mm",
     "thecal_sac: ct-dicom -> ct-3mm",
-    "cord: mr-t2-tptbox -> mr-t2-cord",
+    "thecal_sac: mr-t2-tptbox -> mr-t1-abdomen",
     "vertebra: mr-t2-tptbox -> mr-t1-abdomen",
     "vertebra: mr-t1-abdomen -> mr-t2-tptbox",
 ))
@@ -111,8 +111,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         help="the shared folder, with data/ (default: <repo>/../shared)")
     parser.add_argument("--tasks", help="supervised tasks, comma-separated (default: configs/server.yaml's tasks; "
                         "'' for none)")
-    parser.add_argument("--pairs", help="few-shot pairs, comma-separated names like 'cord: mr-t2-tptbox -> "
-                                        "mr-t2-cord' (default: the mode's)")
+    parser.add_argument("--pairs", help="few-shot pairs, comma-separated names like 'vertebra: ct-dicom "
+                                        "-> ct-3mm' (default: the mode's)")
     parser.add_argument("--weights", action="append", default=[], metavar="TASK=PATH",
                         help="score these weights as the task's served ones instead of the shipped (a supervised "
                              f"task's pretraining output, or {FEWSHOT_TASK}'s); repeatable")
