@@ -89,7 +89,9 @@ NOTES = (
     "window only); CT slices use the task's HU window.",
     "TotalSegmentator's spinal_cord is the thecal sac (cord and CSF as one: 14-18 mm across, the bony canal's "
     "content), scored as 'thecal_sac' against the union of the task's cord and canal (spine_ct: its spinal canal) "
-    "and paired in few-shot only with another sac, never with a cord.",
+    "and paired in few-shot only with another sac, never with a cord. TPTBox's cord label is a third of its cord "
+    "(model output: 345 voxels of a 1,109-voxel dark core), so its cord and CSF are scored together as the sac too; "
+    "the SCT cord is then paired with nothing (no T2->T2 pair).",
     "The abdominal MR is T1-weighted by its look (no header); the brain glioblastoma and the 3-slice dcmqi CT are "
     "not used: no structure in common with the spine scans, and a vertebra outline of another definition.",
 )
