@@ -24,7 +24,6 @@ from hope.synthesis.dataset import synthetic_loader
 from hope.synthesis.mixture import RandGaussianMixtureFromLabelsd
 from hope.synthesis.pipeline import RENDERED, TISSUES, SynthesisSettings, synthesis_transforms
 from hope.synthesis.resolution import RandThickSlicesd
-from hope.synthesis.window import RandSubranged
 from hope.transforms import val_transforms
 
 PATCH = (32, 32, 32)
@@ -108,19 +107,6 @@ def test_thick_slices_blur_one_axis_only() -> None:
     assert isinstance(out["z"], MetaTensor) and torch.equal(out["z"].affine, affine)
     thin = RandThickSlicesd(keys="z", spacing=(1.5, 1.5, 1.5), thickness_mm=(1.0, 1.0), prob=1.0)
     torch.testing.assert_close(thin({"z": z_stripes})["z"], z_stripes)
-
-
-def test_a_subrange_keeps_the_order_and_fills_part_of_the_range() -> None:
-    ramp = torch.linspace(0.0, 1.0, 1000).reshape(1, 10, 10, 10)
-    transform = RandSubranged(keys="image", low_range=(0.4, 0.5), high_range=(0.8, 0.9), prob=1.0)
-    transform.set_random_state(0)
-    out = transform({"image": ramp})["image"]
-    assert 0.4 <= float(out.min()) <= 0.5 and 0.8 <= float(out.max()) <= 0.9
-    assert bool((out.flatten().diff() > 0).all())  # linear: the tissues keep their order
-    never = RandSubranged(keys="image", prob=0.0)
-    torch.testing.assert_close(never({"image": ramp})["image"], ramp)
-    with pytest.raises(ValueError, match="low_range below high_range"):
-        RandSubranged(keys="image", low_range=(0.0, 0.8), high_range=(0.7, 1.0))
 
 
 @pytest.mark.parametrize("name", ["spine_ct", "spine_mr"])

@@ -5,7 +5,6 @@ phantom anatomies, with a new contrast, deformation and acquisition every time, 
 
 * :mod:`~hope.synthesis.mixture`: :class:`RandGaussianMixtureFromLabelsd`, an image from a label map;
 * :mod:`~hope.synthesis.resolution`: :class:`RandThickSlicesd`, thick slices along a random axis;
-* :mod:`~hope.synthesis.window`: :class:`RandSubranged`, the intensities a patch of a whole scan has;
 * :mod:`~hope.synthesis.pipeline`: :func:`synthesis_transforms`, the whole randomisation, ending with the task's
   own intensity normalisation, and its :class:`SynthesisSettings`;
 * :mod:`~hope.synthesis.anatomy`: phantom anatomies and renderings on a task's grid;
@@ -19,13 +18,11 @@ from hope.synthesis.evaluation import held_out_dice, served_inferer
 from hope.synthesis.mixture import RandGaussianMixtureFromLabelsd
 from hope.synthesis.pipeline import TISSUES, SynthesisSettings, synthesis_transforms
 from hope.synthesis.resolution import RandThickSlicesd
-from hope.synthesis.window import RandSubranged
 
 __all__ = [
     "RENDERINGS",
     "TISSUES",
     "RandGaussianMixtureFromLabelsd",
-    "RandSubranged",
     "RandThickSlicesd",
     "SynthesisSettings",
     "anatomy_pool",

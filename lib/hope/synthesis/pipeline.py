@@ -41,7 +41,6 @@ from monai.transforms import (
 from hope.config import TaskDefinition
 from hope.synthesis.mixture import RandGaussianMixtureFromLabelsd
 from hope.synthesis.resolution import RandThickSlicesd
-from hope.synthesis.window import RandSubranged
 from hope.transforms import normalise_intensity
 
 TISSUES = "tissues"
@@ -92,10 +91,6 @@ class SynthesisSettings:
     # field of view: a smaller scan than a patch, padded as sliding-window inference pads
     fov_prob: float = 0.3
     fov_min: float = 0.3  # smallest extent, as a fraction of the patch per axis (a 20-slice 2 mm CT: 0.42)
-    # a patch of a whole scan normalised at once fills only part of [0, 1] (hope.synthesis.window)
-    subrange_prob: float = 0.3
-    subrange_low: Range = (0.0, 0.6)
-    subrange_high: Range = (0.7, 1.0)
 
     def as_dict(self) -> dict[str, Any]:
         """The settings as plain JSON (for a report)."""
@@ -199,8 +194,7 @@ def _acquire(task: TaskDefinition, s: SynthesisSettings) -> list[Callable]:
 
 def _field_of_view_and_normalise(task: TaskDefinition, s: SynthesisSettings) -> list[Callable]:
     """Min-max to the task's units, a crop to a patch (or, with ``fov_prob``, to a smaller field of view), the
-    task's normalisation, for ``subrange_prob`` of the patches of a ``percentile`` task a sub-range of it, as a whole
-    scan's normalisation leaves a patch (:class:`~hope.synthesis.window.RandSubranged`), padding to a patch.
+    task's normalisation, padding to a patch.
 
     The crop drops the rendered margin, and comes before the normalisation, so a small scan is normalised on its
     own voxels, as at inference;
@@ -218,8 +212,6 @@ def _field_of_view_and_normalise(task: TaskDefinition, s: SynthesisSettings) -> 
         ScaleIntensityd(keys="image", minv=low, maxv=high),
         OneOf([small, patch], weights=[s.fov_prob, 1.0 - s.fov_prob]),
         normalise_intensity(task),
-        RandSubranged(keys="image", low_range=s.subrange_low, high_range=s.subrange_high,
-                      prob=s.subrange_prob if pre.normalisation == "percentile" else 0.0),
         SpatialPadd(keys="image", spatial_size=pre.patch_size, mode="replicate"),
         SpatialPadd(keys="label", spatial_size=pre.patch_size, mode="constant"),
     ]
