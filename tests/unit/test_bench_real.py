@@ -33,7 +33,7 @@ from hope.fewshot.episodes import LabelledCase, build_support_set
 HEADLINE = ("supervised_dice_real", "supervised_dice_real_untrained", "fewshot_dice_cross_patient_1shot",
             "fewshot_dice_cross_patient_5shot", "fewshot_baseline_intensity_dice", "fewshot_baseline_paste_dice",
             "fewshot_untrained_dice")
-# Two cheap pairs (small queries) and the MR task keep the run short; the script's --quick takes seven pairs.
+# Two cheap pairs (small queries) and the MR task keep the run short; the script's --quick takes five pairs.
 TEST_PAIRS = ("thecal_sac: mr-t2-tptbox -> mr-t1-abdomen", "vertebra: mr-t1-abdomen -> mr-t2-tptbox")
 EXPECTED_STRUCTURES = {
     "ct-3mm": {"vertebra", "thecal_sac"},
