@@ -59,7 +59,9 @@ def normalise_intensity(task: TaskDefinition, key: str = "image") -> Callable:
 
 
 def train_transforms(task: TaskDefinition) -> list[Callable]:
-    """Training pipeline: :func:`load_and_normalise`, padding, label-balanced random crops and augmentation."""
+    """Training pipeline: :func:`load_and_normalise`, padding, label-balanced random crops (for a ``percentile``
+    task each scaled again to its own percentiles, as the served sliding window scales each window:
+    :mod:`hope.sliding_window`) and augmentation."""
     keys = ["image", "label"]
     patch = task.preprocessing.patch_size
     return [
@@ -75,6 +77,7 @@ def train_transforms(task: TaskDefinition) -> list[Callable]:
             image_key="image",
             image_threshold=0,
         ),
+        *([normalise_intensity(task)] if task.preprocessing.normalisation == "percentile" else []),
         RandFlipd(keys=keys, prob=0.5, spatial_axis=0),
         RandScaleIntensityd(keys="image", factors=0.1, prob=0.5),
         RandShiftIntensityd(keys="image", offsets=0.05, prob=0.5),

@@ -26,7 +26,6 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 import torch
-from monai.inferers import SlidingWindowInferer
 from monai.transforms import Compose
 
 from hope.config import REPO_ROOT, TaskDefinition, load_task
@@ -34,6 +33,7 @@ from hope.fewshot.config import FewShotDefinition
 from hope.fewshot.volumes import SliceStack
 from hope.label_kinds import KINDS, label_kind
 from hope.networks import build_network
+from hope.sliding_window import served_inferer
 from hope.transforms import infer_transforms
 
 ALIASES = {"spinal_canal": "canal"}  # spine_ct's canal holds the cord too: CT does not tell them apart
@@ -154,10 +154,7 @@ class AnatomyFeatures:
             sitk.WriteImage(image, str(path))
             data = Compose(infer_transforms(task, self.device))({"image": str(path)})
         volume = data["image"]
-        inferer = SlidingWindowInferer(roi_size=task.preprocessing.patch_size,
-                                       sw_batch_size=task.inference.sw_batch_size, overlap=task.inference.overlap,
-                                       mode="gaussian", padding_mode="replicate")
-        logits = inferer(volume[None].float().to(self.device), network)[0]
+        logits = served_inferer(task)(volume[None].float().to(self.device), network)[0]
         kinds = pool_kinds(logits.float().softmax(dim=0), kind_channels(task.labels)).cpu().numpy()
         affine = np.asarray(volume.affine, dtype=float)
         return sitk.Compose([task_grid_image(channel, affine) for channel in kinds])

@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
-from monai.inferers import Inferer, SlidingWindowInferer
+from monai.inferers import Inferer
 from monai.transforms import Activationsd, AsDiscreted, EnsureTyped, KeepLargestConnectedComponentd, SqueezeDimd
 from monailabel.interfaces.tasks.infer_v2 import InferType
 from monailabel.tasks.infer.basic_infer import BasicInferTask
@@ -18,6 +18,7 @@ from monailabel.transform.writer import Writer
 
 from hope.config import TaskDefinition
 from hope.measure import measure_label_file
+from hope.sliding_window import served_inferer
 from hope.transforms import infer_transforms
 
 
@@ -46,14 +47,8 @@ class SegmentationInfer(BasicInferTask):
         return infer_transforms(self.task, str((data or {}).get("device") or "cpu"))
 
     def inferer(self, data: dict[str, Any] | None = None) -> Inferer:
-        """Gaussian-weighted sliding window over the task's patch size."""
-        return SlidingWindowInferer(
-            roi_size=self.task.preprocessing.patch_size,
-            sw_batch_size=self.task.inference.sw_batch_size,
-            overlap=self.task.inference.overlap,
-            mode="gaussian",
-            padding_mode="replicate",
-        )
+        """The task's sliding window (:func:`hope.sliding_window.served_inferer`)."""
+        return served_inferer(self.task)
 
     def run_inferer(self, data: dict[str, Any], convert_to_batch: bool = True, device: str = "cuda"
                     ) -> dict[str, Any]:

@@ -14,7 +14,7 @@ phantom anatomies, with a new contrast, deformation and acquisition every time, 
 
 from hope.synthesis.anatomy import RENDERINGS, anatomy_pool, on_task_grid, render_phantom, renderings
 from hope.synthesis.dataset import synthetic_loader
-from hope.synthesis.evaluation import held_out_dice, served_inferer
+from hope.synthesis.evaluation import held_out_dice
 from hope.synthesis.mixture import RandGaussianMixtureFromLabelsd
 from hope.synthesis.pipeline import TISSUES, SynthesisSettings, synthesis_transforms
 from hope.synthesis.resolution import RandThickSlicesd
@@ -30,7 +30,6 @@ __all__ = [
     "on_task_grid",
     "render_phantom",
     "renderings",
-    "served_inferer",
     "synthesis_transforms",
     "synthetic_loader",
 ]

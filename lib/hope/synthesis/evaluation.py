@@ -6,16 +6,10 @@ from collections.abc import Iterable, Mapping
 
 import numpy as np
 import torch
-from monai.inferers import SlidingWindowInferer
 
 from hope.activelearning.uncertainty import dice_per_label
 from hope.config import TaskDefinition
-
-
-def served_inferer(task: TaskDefinition) -> SlidingWindowInferer:
-    """The sliding window the served task uses (:class:`hope.infers.segmentation.SegmentationInfer`)."""
-    return SlidingWindowInferer(roi_size=task.preprocessing.patch_size, sw_batch_size=task.inference.sw_batch_size,
-                                overlap=task.inference.overlap, mode="gaussian", padding_mode="replicate")
+from hope.sliding_window import served_inferer
 
 
 @torch.no_grad()

@@ -12,7 +12,7 @@ import numpy as np
 import SimpleITK as sitk
 import torch
 from monai.handlers import StatsHandler, ValidationHandler, from_engine
-from monai.inferers import Inferer, SlidingWindowInferer
+from monai.inferers import Inferer
 from monai.losses import DiceCELoss
 from monai.transforms import Activationsd, AsDiscreted, EnsureTyped
 from monailabel.interfaces.datastore import Datastore
@@ -24,6 +24,7 @@ from hope.models.evaluation import FrozenSetScorer
 from hope.models.promotion import PromotionJudge
 from hope.models.registry import RUN_KEY, ModelRegistry
 from hope.models.validation_set import DataItem, FrozenValidationSet, label_ref
+from hope.sliding_window import served_inferer
 from hope.trainers.publish import LossGuard, ProgressAndPublish
 from hope.transforms import train_transforms, val_transforms
 
@@ -125,12 +126,8 @@ class SegmentationTrainer(BasicTrainTask):
         return val_transforms(self.task)
 
     def val_inferer(self, context: Context) -> Inferer:
-        """Sliding window over whole validation volumes."""
-        return SlidingWindowInferer(
-            roi_size=self.task.preprocessing.patch_size,
-            sw_batch_size=self.task.inference.sw_batch_size,
-            overlap=self.task.inference.overlap,
-        )
+        """The served sliding window (:func:`hope.sliding_window.served_inferer`) over whole validation volumes."""
+        return served_inferer(self.task)
 
     def train_key_metric(self, context: Context) -> dict[str, Any]:
         """Mean Dice and Dice per label on training crops."""
