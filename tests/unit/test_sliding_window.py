@@ -96,3 +96,33 @@ def test_each_task_gets_the_window_its_normalisation_needs() -> None:
     windowed = replace(task, preprocessing=replace(task.preprocessing, normalisation="window",
                                                    intensity_range=(-1000.0, 1500.0)))
     assert type(served_inferer(windowed)) is SlidingWindowInferer
+
+
+def test_training_crops_are_scaled_as_windows_are(tmp_path) -> None:
+    """Retraining from the store: each label-balanced crop of a percentile task is scaled to its own percentiles,
+    as the served window is. A crop from the dim third of a volume whose rest is a thousand times brighter spans
+    [0, 1] (before the +-10 % intensity augmentation), where the volume's own scaling would leave it near 0."""
+    import numpy as np
+    import SimpleITK as sitk
+    from monai.transforms import Compose
+
+    from hope.transforms import train_transforms
+
+    rng = np.random.default_rng(0)
+    image = rng.uniform(1000, 2000, size=(64, 64, 192)).astype(np.float32)  # (z, y, x)
+    image[:, :, :64] = rng.uniform(0, 1, size=(64, 64, 64))
+    label = np.zeros(image.shape, dtype=np.uint8)
+    label[20:40, 20:40, 10:30] = 1  # only in the dim third: every positive crop lies inside it
+    paths = {}
+    for key, array in (("image", image), ("label", label)):
+        volume = sitk.GetImageFromArray(array)
+        volume.SetSpacing((1.5, 1.5, 1.5))
+        paths[key] = str(tmp_path / f"{key}.nii.gz")
+        sitk.WriteImage(volume, paths[key])
+    task = load_task("spine_mr")
+    pipeline = Compose(train_transforms(task)).set_random_state(seed=0)
+    crops = [crop for _ in range(4) for crop in pipeline(dict(paths))]  # half of them centred on the label
+    assert len(crops) == 4 * task.training.samples_per_image
+    for crop in crops:
+        high = float(torch.quantile(crop["image"].flatten().float(), 0.995))
+        assert high > 0.8, high
