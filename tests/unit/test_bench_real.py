@@ -25,6 +25,7 @@ from hope.benchmarks.real_fewshot import (
     scale_mask,
     slice_scores,
 )
+from hope.benchmarks.real_plot import MARGIN_MM, plane_window
 from hope.benchmarks.real_proxy import dice
 from hope.benchmarks.real_supervised import task_values
 from hope.config import REPO_ROOT
@@ -93,6 +94,20 @@ def test_paste_keeps_relative_positions_across_slice_sizes() -> None:
     other = np.zeros_like(mask)
     other[2:5, 12:15] = 1  # with 2 masks, a pixel must be in both (more than half)
     np.testing.assert_array_equal(paste([mask, other], (10, 20)), other)
+
+
+def test_a_plot_panel_is_cut_to_the_margin_around_the_reference_in_millimetres() -> None:
+    mask = np.zeros((100, 100), bool)
+    mask[40:43, 50:61] = True  # rows 40-42, columns 50-60
+    rows, columns = plane_window(mask, (2.0, 1.0))  # 2 mm rows, 1 mm columns
+    assert MARGIN_MM == 25.0
+    assert (rows.start, rows.stop) == (40 - 12, 43 + 12)  # 25 mm is 12 rows of 2 mm
+    assert (columns.start, columns.stop) == (50 - 25, 61 + 25)
+    corner = np.zeros((100, 100), bool)
+    corner[:3, 95:] = True
+    rows, columns = plane_window(corner, (1.0, 1.0))
+    assert (rows.start, rows.stop, columns.start) == (0, 28, 70)  # clipped at the plane's edge
+    assert plane_window(np.zeros((5, 5), bool), (1.0, 1.0)) == (slice(None), slice(None))
 
 
 def test_dice_and_slice_scores() -> None:

@@ -1,11 +1,13 @@
 """A picture of the supervised tasks' suggestions on the real scans: reference and suggestion outlined on a
-slice through each scan's structures, so a reader sees where the figures of ``scripts/bench_real.py`` come from."""
+sagittal and an axial slice through each scan's structures, so a reader sees where the figures of
+``scripts/bench_real.py`` come from."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import SimpleITK as sitk
@@ -22,13 +24,15 @@ class Suggestion:
     label: np.ndarray
 
 
-def _sagittal(image: sitk.Image, array: np.ndarray) -> tuple[np.ndarray, float]:
-    """A ``(z, y, x)`` array on ``image``'s grid reoriented to LPS with the head at row 0 (so a sagittal plane
-    ``[:, :, x]`` shows the head up and the front left), and a sagittal plane's aspect ratio."""
-    oriented = sitk.DICOMOrient(_as_image(array, image), "LPS")
-    data = sitk.GetArrayFromImage(oriented)  # z (inferior->superior), y (anterior->posterior), x
-    spacing = oriented.GetSpacing()
-    return data[::-1, :, :], spacing[2] / spacing[1]
+#: Around the reference structures, how much of each plane a panel shows (mm).
+MARGIN_MM = 25.0
+
+
+def _lps(image: sitk.Image, array: np.ndarray) -> np.ndarray:
+    """A ``(z, y, x)`` array on ``image``'s grid reoriented to LPS with the head at row 0: a sagittal plane
+    ``[:, :, x]`` shows the head up and the front left, an axial plane ``[z]`` the front up and the patient's right
+    on the left (radiological)."""
+    return sitk.GetArrayFromImage(sitk.DICOMOrient(_as_image(array, image), "LPS"))[::-1]
 
 
 def _as_image(array: np.ndarray, grid: sitk.Image) -> sitk.Image:
@@ -37,9 +41,36 @@ def _as_image(array: np.ndarray, grid: sitk.Image) -> sitk.Image:
     return image
 
 
+def plane_window(mask: np.ndarray, spacing: tuple[float, float]) -> tuple[slice, slice]:
+    """The rows and columns of a 2D plane within :data:`MARGIN_MM` of ``mask`` (the whole plane without it)."""
+    if not mask.any():
+        return slice(None), slice(None)
+    cuts = []
+    for axis, mm in enumerate(spacing):
+        found = np.flatnonzero(mask.any(axis=1 - axis))
+        pad = int(round(MARGIN_MM / mm))
+        cuts.append(slice(max(0, found[0] - pad), found[-1] + pad + 1))
+    return cuts[0], cuts[1]
+
+
+def _panel(ax: Any, image: np.ndarray, truth: np.ndarray, label: np.ndarray, spacing: tuple[float, float],
+           title: str) -> None:
+    """One plane: the image cropped around the reference, the reference outlined in green, the suggestion in red."""
+    rows, columns = plane_window(truth, spacing)
+    image, truth, label = image[rows, columns], truth[rows, columns], label[rows, columns]
+    low, high = np.percentile(image, [1, 99])
+    ax.imshow(image, cmap="gray", vmin=low, vmax=high, aspect=spacing[0] / spacing[1])
+    for mask, colour in ((truth, "lime"), (label, "red")):
+        if mask.any() and not mask.all():
+            ax.contour(mask, levels=[0.5], colors=colour, linewidths=0.8)
+    ax.set_title(title, fontsize=8)
+    ax.set_axis_off()
+
+
 def plot_suggestions(path: Path, suggestions: Sequence[Suggestion]) -> None:
-    """One panel per suggestion: the scan's sagittal plane through the middle of its structures, the union of the
-    reference structures outlined in green and the union of the suggestion's labels in red; written as a PNG."""
+    """Two panels per suggestion, a sagittal and an axial plane through the middle of the scan's structures, each
+    cut to :data:`MARGIN_MM` around them: the union of the reference structures outlined in green and the union
+    of the suggestion's labels in red; written as a PNG."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -47,23 +78,21 @@ def plot_suggestions(path: Path, suggestions: Sequence[Suggestion]) -> None:
 
     if not suggestions:
         raise ValueError("no suggestion to plot")
-    fig, axes = plt.subplots(1, len(suggestions), figsize=(3.2 * len(suggestions), 3.8), squeeze=False)
-    for ax, suggestion in zip(axes[0], suggestions, strict=True):
+    fig, axes = plt.subplots(2, len(suggestions), figsize=(2.8 * len(suggestions), 6.0), squeeze=False)
+    for column, suggestion in enumerate(suggestions):
         scan = suggestion.scan
         reference = np.logical_or.reduce(list(scan.masks.values())).astype(np.uint8)
-        image, aspect = _sagittal(scan.image, sitk.GetArrayFromImage(scan.image).astype(np.float32))
-        truth, _ = _sagittal(scan.image, reference)
-        label, _ = _sagittal(scan.image, (suggestion.label > 0).astype(np.uint8))
-        columns = np.flatnonzero(truth.any(axis=(0, 1)))
-        x = int(np.median(columns)) if len(columns) else image.shape[2] // 2
-        low, high = np.percentile(image[:, :, x], [1, 99])
-        ax.imshow(image[:, :, x], cmap="gray", vmin=low, vmax=high, aspect=aspect)
-        for mask, colour in ((truth, "lime"), (label, "red")):
-            if mask[:, :, x].any():
-                ax.contour(mask[:, :, x], levels=[0.5], colors=colour, linewidths=0.8)
-        ax.set_title(f"{suggestion.task}\n{scan.scan.name}", fontsize=8)
-        ax.set_axis_off()
-    fig.suptitle("real scans, sagittal: reference (green), suggestion (red)", fontsize=9)
+        image = _lps(scan.image, sitk.GetArrayFromImage(scan.image).astype(np.float32))
+        truth = _lps(scan.image, reference)
+        label = _lps(scan.image, (suggestion.label > 0).astype(np.uint8))
+        sx, sy, sz = sitk.DICOMOrient(scan.image, "LPS").GetSpacing()
+        z, _, x = (int(np.median(np.flatnonzero(truth.any(axis=other)))) if truth.any() else n // 2
+                   for other, n in zip(((1, 2), (0, 2), (0, 1)), truth.shape, strict=True))
+        name = f"{suggestion.task}\n{scan.scan.name}"
+        _panel(axes[0, column], image[:, :, x], truth[:, :, x], label[:, :, x], (sz, sy), f"{name}, sagittal")
+        _panel(axes[1, column], image[z], truth[z], label[z], (sy, sx), "axial")
+    fig.suptitle(f"real scans: reference (green), suggestion (red), {MARGIN_MM:g} mm around the reference",
+                 fontsize=9)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
