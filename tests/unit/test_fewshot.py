@@ -150,6 +150,48 @@ def test_class_scores_is_scaled_cosine_for_one_prototype() -> None:
     torch.testing.assert_close(scores, torch.tensor([[[20 / math.sqrt(2), 0.0]]]), atol=1e-4, rtol=0)
 
 
+def _two_feature_slices() -> tuple[torch.Tensor, torch.Tensor]:
+    """Features of two 8 x 8 query slices, a lesion square (rows and columns 2-5) of feature (1, 0) on (0, 1), and
+    first-pass probabilities that find rows 2-4 of it on the first slice (0.9) and nothing on the second (0.45)."""
+    features = torch.zeros(2, 2, 8, 8)
+    features[:, 1] = 1.0
+    features[:, 0, 2:6, 2:6], features[:, 1, 2:6, 2:6] = 1.0, 0.0
+    lesion = torch.full((2, 8, 8), 0.1)
+    lesion[0, 2:5, 2:6], lesion[1, 2:5, 2:6] = 0.9, 0.45
+    return features, torch.stack([1.0 - lesion, lesion], dim=1)
+
+
+def test_self_support_finds_what_the_first_pass_missed_in_the_query_s_own_features() -> None:
+    features, first = _two_feature_slices()
+    segmenter = PrototypeSegmenter(torch.nn.Identity(), scale=20.0, self_support=1.0)
+    own = segmenter.with_self_support(first, features)[:, 1]
+    # the first slice's own prototypes: (1, 0) under its 12 lesion pixels; the other 52 pixels average to
+    # (4, 48) / 52, so the missed row 5 of the square (cosine 1 against 0.083) becomes lesion too
+    assert bool((own[0, 2:6, 2:6] > 0.99).all()) and float(own[0][features[0, 1] > 0].max()) < 0.01
+    torch.testing.assert_close(own[1], first[1, 1])  # no lesion above 0.5: nothing to take prototypes from
+    segmenter.self_support = 0.5
+    half = segmenter.with_self_support(first, features)[0, 1]
+    torch.testing.assert_close(half, 0.5 * first[0, 1] + 0.5 * own[0], atol=1e-5, rtol=0)
+    with pytest.raises(ValueError, match="self_support"):
+        PrototypeSegmenter(torch.nn.Identity(), self_support=1.5)
+
+
+def test_self_support_is_served_and_not_trained(cases_by_type: dict[str, list[LabelledCase]]) -> None:
+    """``segment`` (what serving calls) adds the self-support pass; the match that training optimises does not."""
+    segmenter = _tiny_segmenter().eval()
+    episode = sample_segmentation_episode(cases_by_type, 3, 2, np.random.default_rng(3))
+    support, query = episode.support, episode.query.images
+    with torch.no_grad():
+        first = segmenter(support.images, support.masks, query)
+        plain = segmenter.segment(support, query)
+        segmenter.self_support = 0.5
+        torch.testing.assert_close(segmenter(support.images, support.masks, query), first)
+        served = segmenter.segment(support, query)
+        expected = segmenter.with_self_support(first.softmax(dim=1), segmenter.encoder(query))[:, 1]
+    torch.testing.assert_close(served, expected)
+    assert (served - plain).abs().max() > 0.01
+
+
 def test_segmenter_prediction_shape(cases_by_type: dict[str, list[LabelledCase]]) -> None:
     segmenter = _tiny_segmenter()
     episode = sample_segmentation_episode(cases_by_type, 3, 2, np.random.default_rng(3))

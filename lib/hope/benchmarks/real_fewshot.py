@@ -11,10 +11,11 @@ image grid.
 Methods: the shipped encoder (``served``), the same architecture seeded and untrained (``untrained``), and two
 baselines that learn nothing. With the task's ``anatomy:`` section, both networks join the anatomy features of the
 supervised network of the scans' modality (:mod:`hope.fewshot.anatomy_features`), as serving does, and
-``encoder_only`` is the shipped encoder without them. The baselines are ``intensity`` (each query pixel goes to
-the nearer of the foreground and background mean intensities of the support windows the networks see) and
-``paste`` (the support masks pasted at the same relative position of the query slice, kept where most of them
-agree).
+``encoder_only`` is the shipped encoder without them; all three match as serving does, with the task's
+self-support pass (``prototypes.self_support``, :meth:`~hope.fewshot.prototypes.PrototypeSegmenter.lesion_probability`).
+The baselines are ``intensity`` (each query pixel goes to the nearer of the foreground and background mean
+intensities of the support windows the networks see) and ``paste`` (the support masks pasted at the same relative
+position of the query slice, kept where most of them agree).
 
 Support slices are chosen among the slices with at least ``MIN_LESION_PIXELS`` structure pixels. Dice is averaged
 over the query slices that hold the structure; the other query slices only count for ``empty_false_positive``: the
@@ -181,6 +182,10 @@ def fewshot_segmenters(task: FewShotDefinition, device: str, candidate: Path | N
         sources["encoder_only"] = f"{sources['served']}, without anatomy features"
         for name in ("served", "untrained"):
             sources[name] += f", joined with anatomy features (weight {task.anatomy.weight}: {task.anatomy.tasks})"
+    self_support = task.network.prototypes.get("self_support")
+    if self_support:
+        for name in sources:
+            sources[name] += f", self-support {self_support}"
     return {name: s.to(device) for name, s in segmenters.items()}, sources
 
 

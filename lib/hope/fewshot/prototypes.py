@@ -13,6 +13,11 @@ from torch import nn
 
 from hope.fewshot.episodes import SupportSet
 
+#: Self-support matching: a query's first-pass lesion is where its lesion probability is above this, its background
+#: the rest (SSP's own 0.7 / 0.6 confidence bands lifted the untrained encoder more than the shipped one, and scored
+#: lower on the held-out phantom tumours: 0.704 against 0.731; README).
+SELF_SUPPORT_THRESHOLD = 0.5
+
 
 def masked_average_pooling(features: torch.Tensor, masks: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
     """Mean feature under each mask: ``(B, C, h, w)`` features, ``(B, 1, H, W)`` weights in ``[0, 1]`` -> ``(B, C)``.
@@ -75,7 +80,8 @@ class PrototypeSegmenter(nn.Module):
     Foreground and background prototypes are the per-image masked averages plus local prototypes
     (``local_window`` feature cells, at least ``local_min_fraction`` covered). ``scale`` multiplies the cosine
     similarities (20 in PANet/ALPNet). Where support and query come with anatomy features, they are joined to the
-    encoder's with ``anatomy_weight`` (:func:`join_features`).
+    encoder's with ``anatomy_weight`` (:func:`join_features`). With ``self_support`` above 0, each query slice is
+    matched a second time against its own prototypes at inference (:meth:`lesion_probability`).
     """
 
     def __init__(
@@ -86,14 +92,19 @@ class PrototypeSegmenter(nn.Module):
         local_min_fraction: float = 0.95,
         anatomy_weight: float = 0.0,
         support_ensemble: bool = False,
+        self_support: float = 0.0,
     ) -> None:
         super().__init__()
+        if not 0.0 <= self_support <= 1.0:
+            raise ValueError(f"self_support is the self-support pass's share of the probabilities, in [0, 1]; got "
+                             f"{self_support}")
         self.encoder = encoder
         self.scale = scale
         self.local_window = local_window
         self.local_min_fraction = local_min_fraction
         self.anatomy_weight = anatomy_weight
         self.support_ensemble = support_ensemble
+        self.self_support = self_support
 
     def features(self, images: torch.Tensor, anatomy: torch.Tensor | None = None) -> torch.Tensor:
         """Encoder features of ``(B, 1, H, W)`` images, joined with their ``(B, K, H, W)`` anatomy features."""
@@ -129,6 +140,42 @@ class PrototypeSegmenter(nn.Module):
                                      for i in range(len(support_features))])
         return probabilities.mean(dim=0).clamp_min(1e-6).log()
 
+    def lesion_probability(
+        self, support_features: torch.Tensor, support_masks: torch.Tensor, query_features: torch.Tensor,
+        size: tuple[int, int] | torch.Size,
+    ) -> torch.Tensor:
+        """``(Q, *size)`` lesion probability at inference: the match against the support
+        (:meth:`logits_from_features`), then, with ``self_support``, :meth:`with_self_support`.
+
+        Training matches without the self-support pass: meta-training through it lowered the held-out phantom
+        types' 5-shot Dice (0.76 against 0.68 after 300 steps from the shipped encoder, both served with it).
+        """
+        probabilities = self.logits_from_features(support_features, support_masks, query_features, size).softmax(dim=1)
+        if self.self_support:
+            probabilities = self.with_self_support(probabilities, query_features)
+        return probabilities[:, 1]
+
+    def with_self_support(self, probabilities: torch.Tensor, query_features: torch.Tensor) -> torch.Tensor:
+        """``(Q, 2, H, W)`` probabilities mixed with a second match of each query slice against its own prototypes.
+
+        Self-support matching (SSP, Fan et al., ECCV 2022): the query's features under its first-pass lesion (lesion
+        probability above :data:`SELF_SUPPORT_THRESHOLD`) and under the rest, each averaged into one prototype,
+        score every pixel of the same slice again, and the result takes ``self_support`` of the mixture. A query's
+        own prototypes carry its own contrast, which a support of another sequence or patient does not. A slice
+        whose first pass finds no lesion, or nothing else, keeps its first pass.
+        """
+        lesion = F.interpolate(probabilities[:, 1:2], size=query_features.shape[-2:], mode="area")
+        lesion = lesion > SELF_SUPPORT_THRESHOLD
+        regions = [(~lesion).to(query_features), lesion.to(query_features)]
+        usable = torch.stack([r.flatten(1).sum(dim=1) > 0 for r in regions]).all(dim=0)
+        unit = F.normalize(query_features, dim=1)
+        scores = torch.stack([self.scale * torch.einsum("qchw,qc->qhw", unit,
+                                                        F.normalize(masked_average_pooling(query_features, r), dim=1))
+                              for r in regions], dim=1)
+        own = F.interpolate(scores, size=probabilities.shape[-2:], mode="bilinear", align_corners=False).softmax(dim=1)
+        mixed = (1.0 - self.self_support) * probabilities + self.self_support * own
+        return torch.where(usable[:, None, None, None], mixed, probabilities)
+
     def forward(
         self, support_images: torch.Tensor, support_masks: torch.Tensor, query_images: torch.Tensor
     ) -> torch.Tensor:
@@ -147,6 +194,5 @@ class PrototypeSegmenter(nn.Module):
         device = next(self.parameters()).device
         support_features = self.features(support.images.to(device), support.anatomy)
         query_features = self.features(query_images.to(device), query_anatomy)
-        logits = self.logits_from_features(support_features, support.masks.to(device), query_features,
-                                           query_images.shape[-2:])
-        return logits.softmax(dim=1)[:, 1]
+        return self.lesion_probability(support_features, support.masks.to(device), query_features,
+                                       query_images.shape[-2:])

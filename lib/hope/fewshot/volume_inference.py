@@ -52,9 +52,8 @@ def lesion_probabilities(
         support_features = encode(segmenter, support.images, batch, support.anatomy)
         probabilities = []
         for start in range(0, len(query_features), batch):
-            logits = segmenter.logits_from_features(
+            probabilities.append(segmenter.lesion_probability(
                 support_features, support.masks.to(device), query_features[start : start + batch], slices.shape[-2:]
-            )
-            probabilities.append(logits.softmax(dim=1)[:, 1].cpu())
+            ).cpu())
         result[name] = torch.cat(probabilities).numpy()
     return result
