@@ -169,10 +169,10 @@ class PrototypeSegmenter(nn.Module):
         lesion = lesion > SELF_SUPPORT_THRESHOLD
         regions = [(~lesion).to(query_features), lesion.to(query_features)]
         usable = torch.stack([r.flatten(1).sum(dim=1) > 0 for r in regions]).all(dim=0)
-        unit = F.normalize(query_features, dim=1)
-        scores = torch.stack([self.scale * torch.einsum("qchw,qc->qhw", unit,
+        norms = query_features.norm(dim=1).clamp_min(1e-12)  # cosines without a normalised copy of the features
+        scores = torch.stack([self.scale * torch.einsum("qchw,qc->qhw", query_features,
                                                         F.normalize(masked_average_pooling(query_features, r), dim=1))
-                              for r in regions], dim=1)
+                              / norms for r in regions], dim=1)
         own = F.interpolate(scores, size=probabilities.shape[-2:], mode="bilinear", align_corners=False).softmax(dim=1)
         mixed = (1.0 - self.self_support) * probabilities + self.self_support * own
         return torch.where(usable[:, None, None, None], mixed, probabilities)
