@@ -11,8 +11,8 @@ image grid.
 Methods: the shipped encoder (``served``), the same architecture seeded and untrained (``untrained``), and two
 baselines that learn nothing. With the task's ``anatomy:`` section, both networks join the anatomy features of the
 supervised network of the scans' modality (:mod:`hope.fewshot.anatomy_features`), as serving does, and
-``encoder_only`` is the shipped encoder without them; all three match as serving does, with the task's
-self-support pass (``prototypes.self_support``, :meth:`~hope.fewshot.prototypes.PrototypeSegmenter.lesion_probability`).
+``encoder_only`` is the shipped encoder without them; all three add the task's self-support pass
+(``prototypes.self_support``, :meth:`~hope.fewshot.prototypes.PrototypeSegmenter.lesion_probability`).
 The baselines are ``intensity`` (each query pixel goes to the nearer of the foreground and background mean
 intensities of the support windows the networks see) and ``paste`` (the support masks pasted at the same relative
 position of the query slice, kept where most of them agree).

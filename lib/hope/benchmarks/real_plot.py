@@ -28,11 +28,12 @@ class Suggestion:
 MARGIN_MM = 25.0
 
 
-def _lps(image: sitk.Image, array: np.ndarray) -> np.ndarray:
-    """A ``(z, y, x)`` array on ``image``'s grid reoriented to LPS with the head at row 0: a sagittal plane
+def _lps(image: sitk.Image, array: np.ndarray) -> tuple[np.ndarray, tuple[float, float, float]]:
+    """A ``(z, y, x)`` array on ``image``'s grid reoriented to LPS with the head at row 0 (a sagittal plane
     ``[:, :, x]`` shows the head up and the front left, an axial plane ``[z]`` the front up and the patient's right
-    on the left (radiological)."""
-    return sitk.GetArrayFromImage(sitk.DICOMOrient(_as_image(array, image), "LPS"))[::-1]
+    on the left: radiological), and its ``(x, y, z)`` spacing."""
+    oriented = sitk.DICOMOrient(_as_image(array, image), "LPS")
+    return sitk.GetArrayFromImage(oriented)[::-1], oriented.GetSpacing()
 
 
 def _as_image(array: np.ndarray, grid: sitk.Image) -> sitk.Image:
@@ -82,10 +83,9 @@ def plot_suggestions(path: Path, suggestions: Sequence[Suggestion]) -> None:
     for column, suggestion in enumerate(suggestions):
         scan = suggestion.scan
         reference = np.logical_or.reduce(list(scan.masks.values())).astype(np.uint8)
-        image = _lps(scan.image, sitk.GetArrayFromImage(scan.image).astype(np.float32))
-        truth = _lps(scan.image, reference)
-        label = _lps(scan.image, (suggestion.label > 0).astype(np.uint8))
-        sx, sy, sz = sitk.DICOMOrient(scan.image, "LPS").GetSpacing()
+        image, (sx, sy, sz) = _lps(scan.image, sitk.GetArrayFromImage(scan.image).astype(np.float32))
+        truth, _ = _lps(scan.image, reference)
+        label, _ = _lps(scan.image, (suggestion.label > 0).astype(np.uint8))
         z, _, x = (int(np.median(np.flatnonzero(truth.any(axis=other)))) if truth.any() else n // 2
                    for other, n in zip(((1, 2), (0, 2), (0, 1)), truth.shape, strict=True))
         name = f"{suggestion.task}\n{scan.scan.name}"
